@@ -1,0 +1,158 @@
+//! Wiring: the Kubernetes client, the watches, the ingest task and the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::Config;
+use crate::ingest::{Filters, Ingest};
+use crate::metrics::{self, SelfStats};
+use crate::server::{self, ServerState};
+use crate::source::kube::watch_events;
+use crate::store::SeriesStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started exporter; dropping it does not stop it, [`Running::stop`] does.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub store: Arc<SeriesStore>,
+    pub stats: Arc<SelfStats>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops watching and serving, and waits for both to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Runs until `shutdown` completes.
+    pub async fn until(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        self.stop().await;
+    }
+}
+
+async fn kube_client(config: &Config) -> Result<kube::Client, StartError> {
+    let client_config = match &config.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                Kubeconfig::read_from(path).map_err(|source| StartError::Kubeconfig {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|source| StartError::Kubeconfig {
+                    path: path.display().to_string(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer().await.map_err(StartError::Infer)?,
+    };
+    kube::Client::try_from(client_config).map_err(StartError::Client)
+}
+
+/// Starts the watches and the server in the background.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    // A second install (tests start several exporters in one process) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube_client(config).await?;
+    let listener = TcpListener::bind(&config.listen_address)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: config.listen_address.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        address: config.listen_address.clone(),
+        source,
+    })?;
+
+    let store = Arc::new(SeriesStore::new(config.max_series));
+    let stats = Arc::new(SelfStats::default());
+    let (stop, stopped) = watch::channel(false);
+    let wait_stop = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+
+    let mut ingest = Ingest::new(
+        config.watches.len(),
+        config.count_existing,
+        Filters {
+            types: config.client_side_types.clone(),
+        },
+        store.clone(),
+        stats.clone(),
+    );
+    let signals = watch_events(client, &config.watches);
+    let ingest_stop = wait_stop(stopped.clone());
+    let ingest_task = tokio::spawn(async move {
+        tokio::pin!(signals);
+        tokio::pin!(ingest_stop);
+        loop {
+            tokio::select! {
+                signal = signals.next() => match signal {
+                    Some(signal) => ingest.handle(signal),
+                    None => break,
+                },
+                () = &mut ingest_stop => break,
+            }
+        }
+    });
+
+    let state = Arc::new(ServerState {
+        registry: metrics::registry(store.clone(), stats.clone()),
+        stats: stats.clone(),
+        telemetry_path: config.telemetry_path.clone(),
+    });
+    let server_task = tokio::spawn(server::serve(listener, state, wait_stop(stopped)));
+
+    info!(
+        listen = %local_addr,
+        telemetry_path = %config.telemetry_path,
+        watches = ?config.watches.iter().map(|w| w.describe()).collect::<Vec<_>>(),
+        client_side_types = ?config.client_side_types,
+        count_existing = config.count_existing,
+        max_series = config.max_series,
+        kubeconfig = ?config.kubeconfig,
+        "kube-event-metrics started"
+    );
+    Ok(Running {
+        local_addr,
+        store,
+        stats,
+        stop,
+        tasks: vec![ingest_task, server_task],
+    })
+}

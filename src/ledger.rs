@@ -1,0 +1,482 @@
+//! The counting rules of DESIGN.md, and nothing else.
+//!
+//! The ledger remembers, per Event uid, how many occurrences were already counted, so every
+//! occurrence reaches a counter exactly once across updates, relists and deletions. It is pure and
+//! synchronous: callers feed it observations and apply the increments it returns.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+/// Index of a counter in the series store.
+pub type SeriesId = u32;
+/// Index of a watch (one per `--namespace`, or one for all namespaces).
+pub type WatchId = u16;
+
+/// A fixed-size stand-in for an Event uid: the UUID's 128 bits, or a stable hash of any other
+/// string, so a uid that is not a UUID is still tracked and the ledger never stores a String.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UidKey(pub u128);
+
+impl UidKey {
+    pub fn from_uid(uid: &str) -> Self {
+        parse_uuid(uid).map_or_else(|| Self(fnv1a_128(uid.as_bytes())), Self)
+    }
+}
+
+fn parse_uuid(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (position, &byte) in bytes.iter().enumerate() {
+        if matches!(position, 8 | 13 | 18 | 23) {
+            if byte != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let digit = (byte as char).to_digit(16)?;
+        value = (value << 4) | u128::from(digit);
+    }
+    Some(value)
+}
+
+/// FNV-1a, 128-bit: stable across builds and releases, unlike `DefaultHasher`, so a key computed
+/// today matches one in a state file written by an older binary.
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    bytes.iter().fold(OFFSET, |hash, &byte| {
+        (hash ^ u128::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// Keys are already uniformly distributed (random UUIDs or a hash), so hashing them again with
+/// SipHash would only cost time on the hot path.
+#[derive(Clone, Copy, Default)]
+pub struct UidKeyHasher(u64);
+
+impl Hasher for UidKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x100000001b3);
+        }
+    }
+    fn write_u128(&mut self, value: u128) {
+        // Mixing both halves keeps UUID v4's fixed version nibble from biasing buckets.
+        let folded = (value as u64) ^ ((value >> 64) as u64);
+        self.0 = folded.wrapping_mul(0x9E3779B97F4A7C15);
+    }
+}
+
+impl BuildHasher for UidKeyHasher {
+    type Hasher = UidKeyHasher;
+    fn build_hasher(&self) -> UidKeyHasher {
+        UidKeyHasher(0)
+    }
+}
+
+/// What the ledger keeps per Event: 12 bytes beside the 16-byte key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    occurrences: u32,
+    series: SeriesId,
+    watch: WatchId,
+    /// The list generation of `watch` in which this uid was last seen; entries of older
+    /// generations are gone from the API server when a relist completes.
+    generation: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct WatchState {
+    /// The watch's first list has completed: rule 1 no longer applies.
+    baselined: bool,
+    listing: bool,
+    generation: u16,
+}
+
+/// An amount to add to one counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Increment {
+    pub series: SeriesId,
+    pub delta: u64,
+}
+
+/// What one observation did to the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// New occurrences to count.
+    Counted(Increment),
+    /// Remembered without counting: a baseline object, or a repeat with no new occurrences.
+    Remembered,
+    /// The count went down (rule 2): re-baselined at the lower value, nothing counted.
+    Decreased,
+}
+
+impl Outcome {
+    pub fn increment(self) -> Option<Increment> {
+        match self {
+            Outcome::Counted(increment) => Some(increment),
+            Outcome::Remembered | Outcome::Decreased => None,
+        }
+    }
+}
+
+/// What completing a list did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListCompletion {
+    /// This was the watch's first completed list (the end of its baseline).
+    pub first: bool,
+    /// Uids of this watch that were not in the list, now forgotten.
+    pub forgotten: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LedgerError {
+    #[error("watch {0} is unknown to the ledger")]
+    UnknownWatch(WatchId),
+}
+
+pub struct Ledger {
+    entries: HashMap<UidKey, Entry, UidKeyHasher>,
+    watches: Vec<WatchState>,
+    count_existing: bool,
+}
+
+impl Ledger {
+    /// A ledger for `watches` independent watches. With `count_existing`, the objects of each
+    /// watch's first list are counted instead of being taken as the baseline.
+    pub fn new(watches: usize, count_existing: bool) -> Self {
+        Self {
+            entries: HashMap::with_hasher(UidKeyHasher::default()),
+            watches: vec![WatchState::default(); watches],
+            count_existing,
+        }
+    }
+
+    /// Number of Events remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every watch has completed its first list.
+    pub fn all_baselined(&self) -> bool {
+        self.watches.iter().all(|watch| watch.baselined)
+    }
+
+    fn watch_mut(&mut self, watch: WatchId) -> Result<&mut WatchState, LedgerError> {
+        self.watches
+            .get_mut(usize::from(watch))
+            .ok_or(LedgerError::UnknownWatch(watch))
+    }
+
+    /// A list of `watch` begins (the first one, a retry, or a relist after the watch expired).
+    pub fn list_started(&mut self, watch: WatchId) -> Result<(), LedgerError> {
+        let state = self.watch_mut(watch)?;
+        state.listing = true;
+        state.generation = state.generation.wrapping_add(1);
+        Ok(())
+    }
+
+    /// An object listed or applied by `watch` (rules 1–4).
+    pub fn observe(
+        &mut self,
+        watch: WatchId,
+        uid: UidKey,
+        series: SeriesId,
+        occurrences: u32,
+    ) -> Result<Outcome, LedgerError> {
+        let count_existing = self.count_existing;
+        let state = *self.watch_mut(watch)?;
+        let in_baseline = !state.baselined && !count_existing;
+        let entry = Entry {
+            occurrences,
+            series,
+            watch,
+            generation: state.generation,
+        };
+        let previous = self.entries.insert(uid, entry);
+        if in_baseline {
+            return Ok(Outcome::Remembered);
+        }
+        Ok(match previous {
+            None => counted(series, u64::from(occurrences)),
+            Some(old) if occurrences >= old.occurrences => {
+                counted(series, u64::from(occurrences - old.occurrences))
+            }
+            Some(_) => Outcome::Decreased,
+        })
+    }
+
+    /// An object deleted (rule 5): count what its final state carries, then forget it.
+    pub fn delete(
+        &mut self,
+        watch: WatchId,
+        uid: UidKey,
+        series: SeriesId,
+        occurrences: u32,
+    ) -> Result<Outcome, LedgerError> {
+        self.watch_mut(watch)?;
+        Ok(match self.entries.remove(&uid) {
+            // Never seen (it was filtered, or state was lost): every occurrence is new to us.
+            None => counted(series, u64::from(occurrences)),
+            Some(old) if occurrences >= old.occurrences => {
+                counted(series, u64::from(occurrences - old.occurrences))
+            }
+            Some(_) => Outcome::Decreased,
+        })
+    }
+
+    /// A list of `watch` completed: uids of this watch that it did not contain were deleted
+    /// while we were not watching, so they are forgotten (rule 4).
+    pub fn list_done(&mut self, watch: WatchId) -> Result<ListCompletion, LedgerError> {
+        let state = self.watch_mut(watch)?;
+        let first = !state.baselined;
+        let was_listing = state.listing;
+        state.baselined = true;
+        state.listing = false;
+        let generation = state.generation;
+        let mut forgotten = 0;
+        if was_listing {
+            let before = self.entries.len();
+            self.entries
+                .retain(|_, entry| entry.watch != watch || entry.generation == generation);
+            forgotten = before - self.entries.len();
+        }
+        Ok(ListCompletion { first, forgotten })
+    }
+}
+
+fn counted(series: SeriesId, delta: u64) -> Outcome {
+    if delta == 0 {
+        Outcome::Remembered
+    } else {
+        Outcome::Counted(Increment { series, delta })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W0: WatchId = 0;
+    const W1: WatchId = 1;
+    const S: SeriesId = 7;
+
+    fn uid(n: u8) -> UidKey {
+        UidKey::from_uid(&format!("00000000-0000-0000-0000-0000000000{n:02x}"))
+    }
+
+    fn inc(series: SeriesId, delta: u64) -> Outcome {
+        Outcome::Counted(Increment { series, delta })
+    }
+
+    /// A ledger whose single watch has completed an empty first list.
+    fn live() -> Ledger {
+        let mut ledger = Ledger::new(1, false);
+        ledger.list_started(W0).unwrap();
+        ledger.list_done(W0).unwrap();
+        ledger
+    }
+
+    #[test]
+    fn uuid_uids_parse_and_others_hash_stably() {
+        let parsed = UidKey::from_uid("e5c03126-33b9-4559-9585-5e82adcd96b0");
+        assert_eq!(parsed.0, 0xe5c0312633b9455995855e82adcd96b0);
+        let odd = UidKey::from_uid("not-a-uuid");
+        assert_eq!(odd, UidKey::from_uid("not-a-uuid"));
+        assert_ne!(odd, UidKey::from_uid("not-a-uuie"));
+        assert_ne!(UidKey::from_uid(""), UidKey::from_uid("x"));
+        // 36 characters but not hex: hashed, not rejected.
+        let long = "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz";
+        assert_eq!(UidKey::from_uid(long), UidKey(fnv1a_128(long.as_bytes())));
+    }
+
+    #[test]
+    fn rule1_first_list_is_the_baseline() {
+        let mut ledger = Ledger::new(1, false);
+        ledger.list_started(W0).unwrap();
+        assert_eq!(
+            ledger.observe(W0, uid(1), S, 43).unwrap(),
+            Outcome::Remembered
+        );
+        let done = ledger.list_done(W0).unwrap();
+        assert_eq!(
+            done,
+            ListCompletion {
+                first: true,
+                forgotten: 0
+            }
+        );
+        assert_eq!(ledger.len(), 1);
+        // The next update counts only what is new.
+        assert_eq!(ledger.observe(W0, uid(1), S, 45).unwrap(), inc(S, 2));
+    }
+
+    #[test]
+    fn rule1_list_retry_before_first_done_is_still_baseline() {
+        let mut ledger = Ledger::new(1, false);
+        ledger.list_started(W0).unwrap();
+        ledger.observe(W0, uid(1), S, 3).unwrap();
+        // The list failed mid-way; Init fires again and the retry sees a higher count.
+        ledger.list_started(W0).unwrap();
+        assert_eq!(
+            ledger.observe(W0, uid(1), S, 5).unwrap(),
+            Outcome::Remembered
+        );
+        assert_eq!(
+            ledger.observe(W0, uid(2), S, 9).unwrap(),
+            Outcome::Remembered
+        );
+        assert!(ledger.list_done(W0).unwrap().first);
+        assert_eq!(ledger.observe(W0, uid(1), S, 6).unwrap(), inc(S, 1));
+    }
+
+    #[test]
+    fn rule1_count_existing_counts_the_first_list() {
+        let mut ledger = Ledger::new(1, true);
+        ledger.list_started(W0).unwrap();
+        assert_eq!(ledger.observe(W0, uid(1), S, 43).unwrap(), inc(S, 43));
+        ledger.list_done(W0).unwrap();
+        assert_eq!(
+            ledger.observe(W0, uid(1), S, 43).unwrap(),
+            Outcome::Remembered
+        );
+    }
+
+    #[test]
+    fn rule2_known_uid_adds_the_positive_diff() {
+        let mut ledger = live();
+        assert_eq!(ledger.observe(W0, uid(1), S, 1).unwrap(), inc(S, 1));
+        assert_eq!(ledger.observe(W0, uid(1), S, 4).unwrap(), inc(S, 3));
+        assert_eq!(
+            ledger.observe(W0, uid(1), S, 4).unwrap(),
+            Outcome::Remembered
+        );
+    }
+
+    #[test]
+    fn rule2_lower_count_rebaselines_without_decrement() {
+        let mut ledger = live();
+        ledger.observe(W0, uid(1), S, 10).unwrap();
+        assert_eq!(
+            ledger.observe(W0, uid(1), S, 4).unwrap(),
+            Outcome::Decreased
+        );
+        // Counting resumes from the lower value.
+        assert_eq!(ledger.observe(W0, uid(1), S, 6).unwrap(), inc(S, 2));
+    }
+
+    #[test]
+    fn rule3_unknown_uid_after_first_list_counts_all_occurrences() {
+        let mut ledger = live();
+        assert_eq!(ledger.observe(W0, uid(9), S, 12).unwrap(), inc(S, 12));
+    }
+
+    #[test]
+    fn rule4_relist_diffs_and_forgets_what_vanished() {
+        let mut ledger = Ledger::new(1, false);
+        ledger.list_started(W0).unwrap();
+        ledger.observe(W0, uid(1), S, 5).unwrap(); // grows during the gap
+        ledger.observe(W0, uid(2), S, 2).unwrap(); // deleted during the gap
+        ledger.observe(W0, uid(3), S, 7).unwrap(); // unchanged
+        ledger.list_done(W0).unwrap();
+
+        ledger.list_started(W0).unwrap();
+        assert_eq!(ledger.observe(W0, uid(1), S, 8).unwrap(), inc(S, 3));
+        assert_eq!(
+            ledger.observe(W0, uid(3), S, 7).unwrap(),
+            Outcome::Remembered
+        );
+        assert_eq!(ledger.observe(W0, uid(4), 8, 2).unwrap(), inc(8, 2)); // created in the gap
+        let done = ledger.list_done(W0).unwrap();
+        assert_eq!(
+            done,
+            ListCompletion {
+                first: false,
+                forgotten: 1
+            }
+        );
+        assert_eq!(ledger.len(), 3);
+        // A second identical relist counts nothing: never twice.
+        ledger.list_started(W0).unwrap();
+        for (n, count) in [(1, 8), (3, 7), (4, 2)] {
+            let series = if n == 4 { 8 } else { S };
+            assert_eq!(
+                ledger.observe(W0, uid(n), series, count).unwrap(),
+                Outcome::Remembered
+            );
+        }
+        assert_eq!(ledger.list_done(W0).unwrap().forgotten, 0);
+    }
+
+    #[test]
+    fn rule4_two_watches_baseline_and_forget_independently() {
+        let mut ledger = Ledger::new(2, false);
+        ledger.list_started(W0).unwrap();
+        ledger.list_started(W1).unwrap();
+        ledger.observe(W0, uid(1), S, 3).unwrap();
+        ledger.list_done(W0).unwrap();
+        assert!(!ledger.all_baselined());
+        // W1 is still in its baseline while W0 is live.
+        assert_eq!(
+            ledger.observe(W1, uid(2), S, 4).unwrap(),
+            Outcome::Remembered
+        );
+        assert_eq!(ledger.observe(W0, uid(3), S, 2).unwrap(), inc(S, 2));
+        ledger.list_done(W1).unwrap();
+        assert!(ledger.all_baselined());
+
+        // W1 relists and its Event is gone; W0's Events must survive.
+        ledger.list_started(W1).unwrap();
+        assert_eq!(ledger.list_done(W1).unwrap().forgotten, 1);
+        assert_eq!(ledger.len(), 2);
+        assert_eq!(ledger.observe(W0, uid(1), S, 4).unwrap(), inc(S, 1));
+    }
+
+    #[test]
+    fn rule5_delete_counts_the_final_diff_and_forgets() {
+        let mut ledger = live();
+        ledger.observe(W0, uid(1), S, 2).unwrap();
+        assert_eq!(ledger.delete(W0, uid(1), S, 5).unwrap(), inc(S, 3));
+        assert!(ledger.is_empty());
+        assert_eq!(ledger.delete(W0, uid(2), S, 1).unwrap(), inc(S, 1));
+    }
+
+    #[test]
+    fn delete_then_recreate_with_the_same_name_is_a_new_event() {
+        let mut ledger = live();
+        ledger.observe(W0, uid(1), S, 4).unwrap();
+        assert_eq!(
+            ledger.delete(W0, uid(1), S, 4).unwrap(),
+            Outcome::Remembered
+        );
+        // Same object name, new uid: all of its occurrences are new.
+        assert_eq!(ledger.observe(W0, uid(2), S, 1).unwrap(), inc(S, 1));
+    }
+
+    #[test]
+    fn unknown_watch_is_an_error_not_a_panic() {
+        let mut ledger = Ledger::new(1, false);
+        assert_eq!(ledger.list_started(3), Err(LedgerError::UnknownWatch(3)));
+        assert_eq!(
+            ledger.observe(3, uid(1), S, 1),
+            Err(LedgerError::UnknownWatch(3))
+        );
+    }
+
+    #[test]
+    fn label_change_moves_the_increment_to_the_new_series() {
+        let mut ledger = live();
+        ledger.observe(W0, uid(1), S, 1).unwrap();
+        assert_eq!(ledger.observe(W0, uid(1), 9, 3).unwrap(), inc(9, 2));
+    }
+}

@@ -1,0 +1,12 @@
+//! kube-event-metrics: Kubernetes Events as exact, bounded Prometheus counters.
+//!
+//! Data flows one way: source → ingest (ledger) → series store → server.
+
+pub mod app;
+pub mod config;
+pub mod ingest;
+pub mod ledger;
+pub mod metrics;
+pub mod server;
+pub mod source;
+pub mod store;

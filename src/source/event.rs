@@ -1,0 +1,612 @@
+//! Our own slim Event type: only the fields we count with, decoded without ever failing.
+//!
+//! kube decodes a whole list page, and each watch line, with the item type's `Deserialize`. One
+//! wrong-typed field in one object would otherwise fail the page and stall the watch in a retry
+//! loop, so every field here is lenient: a wrong JSON type is recorded, and the object becomes
+//! [`Malformed`] instead of an error. The same type reads core/v1 and events.k8s.io/v1 objects.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use super::{Observation, OwnedLabels};
+use crate::ledger::UidKey;
+
+/// A JSON value as far as we care: absent or null, the expected type, or something else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Lenient<T> {
+    #[default]
+    Absent,
+    Value(T),
+    WrongType,
+}
+
+impl<T> Lenient<T> {
+    fn value(&self) -> Option<&T> {
+        match self {
+            Lenient::Value(value) => Some(value),
+            Lenient::Absent | Lenient::WrongType => None,
+        }
+    }
+    fn is_wrong(&self) -> bool {
+        matches!(self, Lenient::WrongType)
+    }
+}
+
+macro_rules! wrong_type_visits {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Lenient::WrongType)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Lenient::WrongType)
+        }
+        fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Self::Value, E> {
+            Ok(Lenient::WrongType)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Lenient::WrongType)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Lenient::Absent)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Lenient::Absent)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<Self::Value, D::Error> {
+            inner.deserialize_any(self)
+        }
+    };
+}
+
+/// A string field.
+impl<'de> Deserialize<'de> for Lenient<String> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StringVisitor;
+        impl<'de> Visitor<'de> for StringVisitor {
+            type Value = Lenient<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(value.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(value))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lenient::WrongType)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lenient::WrongType)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                drain_map(map)
+            }
+            wrong_type_visits!();
+        }
+        deserializer.deserialize_any(StringVisitor)
+    }
+}
+
+/// An integer field (`count`, `series.count`), saturated into `u32` (Kubernetes' int32).
+impl<'de> Deserialize<'de> for Lenient<u32> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl<'de> Visitor<'de> for CountVisitor {
+            type Value = Lenient<u32>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(value.clamp(0, i64::from(u32::MAX)) as u32))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(value.min(u64::from(u32::MAX)) as u32))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient::WrongType)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                drain_map(map)
+            }
+            wrong_type_visits!();
+        }
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
+fn drain_map<'de, A: MapAccess<'de>, T>(mut map: A) -> Result<Lenient<T>, A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(Lenient::WrongType)
+}
+
+/// Matches a map key against the field names we read, without allocating for it.
+struct KnownKey(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KnownKey {
+    type Value = Option<&'static str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KnownKey {
+    type Value = Option<&'static str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|known| *known == key))
+    }
+}
+
+/// Declares a JSON object of lenient fields: unknown keys are skipped, a non-object value makes
+/// the whole object `WrongType`.
+macro_rules! lenient_object {
+    ($name:ident { $($field:ident : $ty:ty = $json:literal),* $(,)? }) => {
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct $name {
+            $(pub $field: $ty,)*
+        }
+
+        impl<'de> Deserialize<'de> for Lenient<$name> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct ObjectVisitor;
+                impl<'de> Visitor<'de> for ObjectVisitor {
+                    type Value = Lenient<$name>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str(concat!("an object (", stringify!($name), ")"))
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        const FIELDS: &[&str] = &[$($json),*];
+                        let mut object = $name::default();
+                        while let Some(key) = map.next_key_seed(KnownKey(FIELDS))? {
+                            match key {
+                                $(Some($json) => object.$field = map.next_value()?,)*
+                                _ => {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(Lenient::Value(object))
+                    }
+                    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                        Ok(Lenient::WrongType)
+                    }
+                    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                        Ok(Lenient::WrongType)
+                    }
+                    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                        Ok(Lenient::WrongType)
+                    }
+                    wrong_type_visits!();
+                }
+                deserializer.deserialize_any(ObjectVisitor)
+            }
+        }
+    };
+}
+
+lenient_object!(Metadata {
+    name: Lenient<String> = "name",
+    namespace: Lenient<String> = "namespace",
+    uid: Lenient<String> = "uid",
+    resource_version: Lenient<String> = "resourceVersion",
+});
+
+lenient_object!(ObjectRef {
+    kind: Lenient<String> = "kind",
+    namespace: Lenient<String> = "namespace",
+});
+
+lenient_object!(Source {
+    component: Lenient<String> = "component",
+});
+
+lenient_object!(Series {
+    count: Lenient<u32> = "count",
+});
+
+lenient_object!(EventFields {
+    metadata: Lenient<Metadata> = "metadata",
+    involved_object: Lenient<ObjectRef> = "involvedObject",
+    regarding: Lenient<ObjectRef> = "regarding",
+    reason: Lenient<String> = "reason",
+    event_type: Lenient<String> = "type",
+    source: Lenient<Source> = "source",
+    deprecated_source: Lenient<Source> = "deprecatedSource",
+    reporting_component: Lenient<String> = "reportingComponent",
+    reporting_controller: Lenient<String> = "reportingController",
+    count: Lenient<u32> = "count",
+    deprecated_count: Lenient<u32> = "deprecatedCount",
+    series: Lenient<Series> = "series",
+});
+
+/// Why an object was skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Malformed {
+    /// `metadata.name`, or `<unnamed>`.
+    pub name: String,
+    pub reason: &'static str,
+}
+
+/// A core/v1 or events.k8s.io/v1 Event as the watcher hands it over: the metadata kube needs
+/// (`resourceVersion` to resume a watch) and the fields we count with, or why they are unusable.
+#[derive(Clone, Debug)]
+pub struct SlimEvent {
+    meta: ObjectMeta,
+    fields: EventFields,
+    malformed: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for SlimEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = match Lenient::<EventFields>::deserialize(deserializer)? {
+            Lenient::Value(fields) => fields,
+            Lenient::Absent | Lenient::WrongType => {
+                return Ok(SlimEvent {
+                    meta: ObjectMeta::default(),
+                    fields: EventFields::default(),
+                    malformed: Some("the object is not a JSON object"),
+                });
+            }
+        };
+        Ok(SlimEvent::from_fields(fields))
+    }
+}
+
+/// kube's `Resource` requires `Serialize` for some APIs; we only ever read, so the slim form
+/// serialises just its metadata.
+impl Serialize for SlimEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Slim<'a> {
+            metadata: &'a ObjectMeta,
+        }
+        Slim {
+            metadata: &self.meta,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl SlimEvent {
+    fn from_fields(fields: EventFields) -> Self {
+        let malformed = malformation(&fields);
+        let meta = match fields.metadata.value() {
+            Some(metadata) => ObjectMeta {
+                name: metadata.name.value().cloned(),
+                namespace: metadata.namespace.value().cloned(),
+                resource_version: metadata.resource_version.value().cloned(),
+                ..ObjectMeta::default()
+            },
+            None => ObjectMeta::default(),
+        };
+        SlimEvent {
+            meta,
+            fields,
+            malformed,
+        }
+    }
+
+    /// Decodes one object from JSON text (replay files, tests).
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    pub fn name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or("<unnamed>")
+    }
+
+    /// The counting view of this object, or why it must be skipped (rule 6).
+    pub fn into_observation(self) -> Result<Observation, Malformed> {
+        if let Some(reason) = self.malformed {
+            return Err(Malformed {
+                name: self.name().to_owned(),
+                reason,
+            });
+        }
+        let name = self.name().to_owned();
+        let SlimEvent { fields, .. } = self;
+        let uid = fields
+            .metadata
+            .value()
+            .and_then(|metadata| metadata.uid.value())
+            .map(|uid| UidKey::from_uid(uid));
+        let Some(uid) = uid else {
+            return Err(Malformed {
+                name,
+                reason: "metadata.uid is missing",
+            });
+        };
+        let occurrences = occurrences(&fields);
+        let object = fields
+            .involved_object
+            .value()
+            .or_else(|| fields.regarding.value());
+        let source = [&fields.source, &fields.deprecated_source]
+            .into_iter()
+            .filter_map(|source| source.value())
+            .filter_map(|source| source.component.value())
+            .chain(
+                [&fields.reporting_component, &fields.reporting_controller]
+                    .into_iter()
+                    .filter_map(Lenient::value),
+            )
+            .find(|component| !component.is_empty());
+        let take = |field: Option<&Lenient<String>>| {
+            field.and_then(Lenient::value).cloned().unwrap_or_default()
+        };
+        Ok(Observation {
+            uid,
+            occurrences,
+            labels: OwnedLabels {
+                namespace: take(object.map(|o| &o.namespace)),
+                kind: take(object.map(|o| &o.kind)),
+                reason: take(Some(&fields.reason)),
+                event_type: take(Some(&fields.event_type)),
+                source: source.cloned().unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// `max(1, count, series.count)`, and their events.k8s.io names.
+fn occurrences(fields: &EventFields) -> u32 {
+    let series = fields
+        .series
+        .value()
+        .and_then(|series| series.count.value());
+    [
+        fields.count.value(),
+        fields.deprecated_count.value(),
+        series,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+    .fold(1, u32::max)
+}
+
+/// The first used field with the wrong JSON type, if any (rule 6).
+fn malformation(fields: &EventFields) -> Option<&'static str> {
+    let metadata = match &fields.metadata {
+        Lenient::Value(metadata) => metadata,
+        Lenient::WrongType => return Some("metadata is not an object"),
+        Lenient::Absent => return Some("metadata is missing"),
+    };
+    let object_wrong = |object: &Lenient<ObjectRef>| {
+        object.is_wrong()
+            || object
+                .value()
+                .is_some_and(|o| o.kind.is_wrong() || o.namespace.is_wrong())
+    };
+    let source_wrong = |source: &Lenient<Source>| {
+        source.is_wrong() || source.value().is_some_and(|s| s.component.is_wrong())
+    };
+    let series_wrong =
+        fields.series.is_wrong() || fields.series.value().is_some_and(|s| s.count.is_wrong());
+    [
+        (
+            metadata.name.is_wrong(),
+            "metadata.name has the wrong JSON type",
+        ),
+        (
+            metadata.namespace.is_wrong(),
+            "metadata.namespace has the wrong JSON type",
+        ),
+        (
+            metadata.uid.is_wrong(),
+            "metadata.uid has the wrong JSON type",
+        ),
+        (
+            metadata.resource_version.is_wrong(),
+            "metadata.resourceVersion has the wrong JSON type",
+        ),
+        (fields.reason.is_wrong(), "reason has the wrong JSON type"),
+        (fields.event_type.is_wrong(), "type has the wrong JSON type"),
+        (
+            object_wrong(&fields.involved_object),
+            "involvedObject has the wrong JSON type",
+        ),
+        (
+            object_wrong(&fields.regarding),
+            "regarding has the wrong JSON type",
+        ),
+        (
+            source_wrong(&fields.source),
+            "source has the wrong JSON type",
+        ),
+        (
+            source_wrong(&fields.deprecated_source),
+            "deprecatedSource has the wrong JSON type",
+        ),
+        (
+            fields.reporting_component.is_wrong(),
+            "reportingComponent has the wrong JSON type",
+        ),
+        (
+            fields.reporting_controller.is_wrong(),
+            "reportingController has the wrong JSON type",
+        ),
+        (fields.count.is_wrong(), "count has the wrong JSON type"),
+        (
+            fields.deprecated_count.is_wrong(),
+            "deprecatedCount has the wrong JSON type",
+        ),
+        (series_wrong, "series.count has the wrong JSON type"),
+    ]
+    .into_iter()
+    .find(|(wrong, _)| *wrong)
+    .map(|(_, reason)| reason)
+}
+
+impl kube::Resource for SlimEvent {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Event")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("events")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observe(json: &str) -> Result<Observation, Malformed> {
+        SlimEvent::from_json(json)
+            .expect("valid JSON")
+            .into_observation()
+    }
+
+    #[test]
+    fn core_v1_event_maps_to_labels_and_count() {
+        let obs = observe(
+            r#"{"apiVersion":"v1","kind":"Event","count":43,
+            "metadata":{"name":"p.1","namespace":"moelove","uid":"60708be0-23b9-481b-a290-dd208fed6d47","resourceVersion":"7"},
+            "involvedObject":{"kind":"Pod","namespace":"moelove","name":"p"},
+            "reason":"BackOff","type":"Normal","source":{"component":"kubelet","host":"n"},
+            "reportingComponent":""}"#,
+        )
+        .unwrap();
+        assert_eq!(obs.occurrences, 43);
+        assert_eq!(
+            obs.labels,
+            OwnedLabels {
+                namespace: "moelove".into(),
+                kind: "Pod".into(),
+                reason: "BackOff".into(),
+                event_type: "Normal".into(),
+                source: "kubelet".into(),
+            }
+        );
+        assert_eq!(
+            obs.uid,
+            UidKey::from_uid("60708be0-23b9-481b-a290-dd208fed6d47")
+        );
+    }
+
+    #[test]
+    fn empty_source_falls_back_to_reporting_component() {
+        let obs = observe(
+            r#"{"metadata":{"name":"s","uid":"u1","resourceVersion":"1"},"count":null,
+            "source":{},"reportingComponent":"default-scheduler","reason":"Scheduled",
+            "involvedObject":{"kind":"Pod","namespace":"a"}}"#,
+        )
+        .unwrap();
+        assert_eq!(obs.labels.source, "default-scheduler");
+        assert_eq!(obs.occurrences, 1);
+    }
+
+    #[test]
+    fn events_k8s_io_fields_are_read() {
+        let obs = observe(
+            r#"{"apiVersion":"events.k8s.io/v1","metadata":{"name":"f","uid":"u2","resourceVersion":"1"},
+            "regarding":{"kind":"Pod","namespace":"b"},"reason":"FailedScheduling","type":"Warning",
+            "reportingController":"default-scheduler","deprecatedCount":0,"series":{"count":12}}"#,
+        )
+        .unwrap();
+        assert_eq!(obs.labels.kind, "Pod");
+        assert_eq!(obs.labels.namespace, "b");
+        assert_eq!(obs.labels.source, "default-scheduler");
+        assert_eq!(obs.occurrences, 12);
+    }
+
+    #[test]
+    fn count_null_or_zero_with_series_takes_the_series_count() {
+        for count in ["null", "0"] {
+            let obs = observe(&format!(
+                r#"{{"metadata":{{"uid":"u3","resourceVersion":"1"}},"count":{count},"series":{{"count":5}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(obs.occurrences, 5, "count {count}");
+        }
+        let bare = observe(r#"{"metadata":{"uid":"u3"},"count":0}"#).unwrap();
+        assert_eq!(bare.occurrences, 1);
+        let negative = observe(r#"{"metadata":{"uid":"u3"},"count":-4}"#).unwrap();
+        assert_eq!(negative.occurrences, 1);
+    }
+
+    #[test]
+    fn wrong_types_make_the_object_malformed_not_an_error() {
+        for (json, reason) in [
+            (
+                r#"{"metadata":{"name":"bad","uid":"u"},"count":"seven"}"#,
+                "count",
+            ),
+            (
+                r#"{"metadata":{"name":"bad","uid":"u"},"reason":["x"]}"#,
+                "reason",
+            ),
+            (
+                r#"{"metadata":{"name":"bad","uid":"u"},"involvedObject":"Pod"}"#,
+                "involvedObject",
+            ),
+            (
+                r#"{"metadata":{"name":"bad","uid":"u"},"series":{"count":{"a":1}}}"#,
+                "series.count",
+            ),
+            (r#"{"metadata":{"name":"bad","uid":7}}"#, "metadata.uid"),
+            (r#"{"metadata":{"name":"bad"}}"#, "metadata.uid"),
+        ] {
+            let err = observe(json).expect_err(json);
+            assert!(err.reason.starts_with(reason), "{json}: {}", err.reason);
+        }
+        let not_object = observe("42").expect_err("a number");
+        assert_eq!(not_object.name, "<unnamed>");
+    }
+
+    #[test]
+    fn malformed_item_does_not_fail_its_list_page() {
+        let page: kube::core::ObjectList<SlimEvent> = serde_json::from_str(
+            r#"{"apiVersion":"v1","kind":"EventList","metadata":{"resourceVersion":"10"},"items":[
+              {"metadata":{"name":"good","uid":"a","resourceVersion":"9"},"count":2},
+              {"metadata":{"name":"bad","uid":"b","resourceVersion":"9"},"count":"seven"},
+              {"metadata":{"name":"good2","uid":"c","resourceVersion":"9"},"count":{"x":[1,2]}}
+            ]}"#,
+        )
+        .unwrap();
+        let results: Vec<_> = page
+            .items
+            .into_iter()
+            .map(SlimEvent::into_observation)
+            .collect();
+        assert!(results[0].is_ok());
+        assert_eq!(results[1].as_ref().unwrap_err().name, "bad");
+        assert!(results[2].is_err());
+    }
+
+    #[test]
+    fn resource_version_reaches_kube() {
+        let event =
+            SlimEvent::from_json(r#"{"metadata":{"uid":"a","resourceVersion":"42"}}"#).unwrap();
+        assert_eq!(
+            kube::ResourceExt::resource_version(&event).as_deref(),
+            Some("42")
+        );
+    }
+}
