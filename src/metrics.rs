@@ -99,31 +99,31 @@ impl Collector for ExporterCollector {
                 .encode_descriptor(name, help, None, MetricType::Counter)?
                 .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
         }
-        let gauges: [(&str, &str, f64); 5] = [
+        let gauges: [(&str, &str, u64); 5] = [
             (
                 "kube_event_metrics_tracked_events",
                 "Events remembered by the ledger (live Events seen by the watches).",
-                load(&stats.tracked_events) as f64,
+                load(&stats.tracked_events),
             ),
             (
                 "kube_event_metrics_series",
                 "kube_events_total series currently exported.",
-                self.store.series() as f64,
+                self.store.series() as u64,
             ),
             (
                 "kube_event_metrics_series_limit",
                 "The --max-series limit.",
-                self.store.max_series() as f64,
-            ),
-            (
-                "kube_event_metrics_last_update_timestamp_seconds",
-                "Unix time of the last object received; 0 until the first.",
-                load(&stats.last_update_millis) as f64 / 1000.0,
+                self.store.max_series() as u64,
             ),
             (
                 "kube_event_metrics_synced",
                 "1 once every watch completed its first list.",
-                if stats.is_synced() { 1.0 } else { 0.0 },
+                u64::from(stats.is_synced()),
+            ),
+            (
+                "kube_event_metrics_leader",
+                "1 while this replica watches and exports Events (always 1 without leader election).",
+                1,
             ),
         ];
         for (name, help, value) in gauges {
@@ -131,6 +131,22 @@ impl Collector for ExporterCollector {
                 .encode_descriptor(name, help, None, MetricType::Gauge)?
                 .encode_gauge(&value)?;
         }
+        encoder
+            .encode_descriptor(
+                "kube_event_metrics_last_update_timestamp_seconds",
+                "Unix time of the last object received; 0 until the first.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&(load(&stats.last_update_millis) as f64 / 1000.0))?;
+        encoder
+            .encode_descriptor(
+                "kube_event_metrics_build",
+                "The exporter's version.",
+                None,
+                MetricType::Info,
+            )?
+            .encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
         Ok(())
     }
 }

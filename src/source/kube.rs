@@ -39,7 +39,9 @@ pub fn watch_events(
             Some(namespace) => Api::namespaced(client.clone(), namespace),
             None => Api::all(client.clone()),
         };
-        let mut config = watcher::Config::default();
+        // A consistent (quorum) list: `Any` may serve a stale cache after a 410, and an older
+        // count would be re-baselined and then counted a second time.
+        let mut config = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
         if let Some(selector) = &spec.field_selector {
             config = config.fields(selector);
         }
