@@ -38,7 +38,10 @@ async fn readyz_is_503_until_the_first_list_then_200() {
     let exporter = start_exporter(&api, &[]).await;
     let addr = exporter.local_addr;
 
-    let s = scrape_until(addr, "a watch error", |s| s.own("watch_errors_total") >= 1.0).await;
+    let s = scrape_until(addr, "a watch error", |s| {
+        s.own("watch_errors_total") >= 1.0
+    })
+    .await;
     assert_eq!(s.own("synced"), 0.0);
     assert_eq!(http_get(addr, "/readyz").await.0, 503);
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
@@ -72,7 +75,10 @@ async fn relist_counts_what_the_watch_never_saw_exactly_once() {
         state.delete("shop", "gone.b");
         state.create(&EventSpec::new("shop", "new.d", "Evicted", 2));
     });
-    let s = scrape_until(addr, "the relist", |s| s.warnings("shop", "Evicted") == Some(2.0)).await;
+    let s = scrape_until(addr, "the relist", |s| {
+        s.warnings("shop", "Evicted") == Some(2.0)
+    })
+    .await;
     assert_eq!(s.warnings("shop", "BackOff"), Some(4.0));
     assert_eq!(s.warnings("shop", "Unhealthy"), Some(0.0));
     assert!(s.own("relists_total") >= 1.0);
@@ -83,7 +89,10 @@ async fn relist_counts_what_the_watch_never_saw_exactly_once() {
         state.compact();
     });
     let relists = s.own("relists_total");
-    scrape_until(addr, "a second relist", |s| s.own("relists_total") > relists).await;
+    scrape_until(addr, "a second relist", |s| {
+        s.own("relists_total") > relists
+    })
+    .await;
     let s = barrier(&api, addr, "shop", 1).await;
     assert_eq!(s.warnings("shop", "BackOff"), Some(4.0));
     assert_eq!(s.warnings("shop", "Evicted"), Some(2.0));
@@ -240,7 +249,10 @@ async fn two_namespace_watches_baseline_independently() {
     let s = if s.warnings("b", "BackOff") == Some(2.0) {
         s
     } else {
-        scrape_until(addr, "b's diff", |s| s.warnings("b", "BackOff") == Some(2.0)).await
+        scrape_until(addr, "b's diff", |s| {
+            s.warnings("b", "BackOff") == Some(2.0)
+        })
+        .await
     };
     assert_eq!(s.warnings("a", "BackOff"), Some(2.0));
     assert_eq!(s.warnings("c", "BackOff"), None);
@@ -251,8 +263,16 @@ async fn two_namespace_watches_baseline_independently() {
     assert_eq!(s.warnings("a", "BackOff"), Some(2.0));
     assert_eq!(s.warnings("b", "BackOff"), Some(2.0));
     let paths: Vec<String> = api.requests();
-    assert!(paths.iter().any(|r| r.contains("/api/v1/namespaces/a/events")));
-    assert!(paths.iter().any(|r| r.contains("/api/v1/namespaces/b/events")));
+    assert!(
+        paths
+            .iter()
+            .any(|r| r.contains("/api/v1/namespaces/a/events"))
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|r| r.contains("/api/v1/namespaces/b/events"))
+    );
     assert!(!paths.iter().any(|r| r.contains("/api/v1/events")));
     exporter.stop().await;
 }
@@ -338,7 +358,10 @@ async fn exposition_has_every_self_metric_and_help() {
     assert!(s.text.contains("# TYPE kube_events_total counter"));
     assert_eq!(s.own("leader"), 1.0);
     assert_eq!(
-        s.value("kube_event_metrics_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        s.value(
+            "kube_event_metrics_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         Some(1.0)
     );
     assert_eq!(s.own("last_update_timestamp_seconds"), 0.0);

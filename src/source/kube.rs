@@ -41,7 +41,8 @@ pub fn watch_events(
         };
         // A consistent (quorum) list: `Any` may serve a stale cache after a 410, and an older
         // count would be re-baselined and then counted a second time.
-        let mut config = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
+        let mut config =
+            watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
         if let Some(selector) = &spec.field_selector {
             config = config.fields(selector);
         }
@@ -97,4 +98,49 @@ pub fn describe_error(error: &watcher::Error) -> String {
         );
     }
     error.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn forbidden() -> Status {
+        Status::failure("events is forbidden", "Forbidden").with_code(403)
+    }
+
+    #[test]
+    fn forbidden_list_names_the_missing_verb_and_resource() {
+        let error = watcher::Error::InitialListFailed(kube::Error::Api(forbidden().boxed()));
+        let text = describe_error(&error);
+        assert!(
+            text.contains("RBAC verb \"list\" on resource \"events\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn forbidden_watch_names_the_missing_verb() {
+        let error = watcher::Error::WatchStartFailed(kube::Error::Api(forbidden().boxed()));
+        assert!(describe_error(&error).contains("RBAC verb \"watch\""));
+        let in_stream = watcher::Error::WatchError(forbidden().boxed());
+        assert!(describe_error(&in_stream).contains("RBAC verb \"watch\""));
+    }
+
+    #[test]
+    fn other_errors_keep_their_cause() {
+        let gone = watcher::Error::WatchError(
+            Status::failure("too old resource version", "Expired")
+                .with_code(410)
+                .boxed(),
+        );
+        assert!(describe_error(&gone).contains("410 Gone"));
+        let server = watcher::Error::InitialListFailed(kube::Error::Api(
+            Status::failure("etcd timeout", "InternalError")
+                .with_code(500)
+                .boxed(),
+        ));
+        assert!(describe_error(&server).contains("etcd timeout"));
+    }
 }

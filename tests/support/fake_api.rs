@@ -92,7 +92,10 @@ impl State {
             metadata.insert("resourceVersion".into(), json!(rv.to_string()));
             metadata.insert("creationTimestamp".into(), json!("2026-11-25T10:00:00Z"));
         }
-        let uid = object["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let uid = object["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         self.objects
             .insert((namespace.into(), name.into()), object.clone());
         self.record("ADDED", object);
@@ -108,7 +111,10 @@ impl State {
     pub fn update(&mut self, namespace: &str, name: &str, change: impl FnOnce(&mut Value)) {
         let rv = self.bump();
         let key = (namespace.to_owned(), name.to_owned());
-        let object = self.objects.get_mut(&key).expect("update of an existing Event");
+        let object = self
+            .objects
+            .get_mut(&key)
+            .expect("update of an existing Event");
         change(object);
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         let object = object.clone();
@@ -123,7 +129,10 @@ impl State {
     pub fn delete(&mut self, namespace: &str, name: &str) {
         let rv = self.bump();
         let key = (namespace.to_owned(), name.to_owned());
-        let mut object = self.objects.remove(&key).expect("delete of an existing Event");
+        let mut object = self
+            .objects
+            .remove(&key)
+            .expect("delete of an existing Event");
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.record("DELETED", object);
     }
@@ -148,7 +157,10 @@ impl State {
 
     /// Ends with `ERROR` 410 only the watches scoped to `namespace`.
     pub fn expire_watches_in(&mut self, namespace: &str) {
-        *self.namespace_expiry.entry(namespace.to_owned()).or_default() += 1;
+        *self
+            .namespace_expiry
+            .entry(namespace.to_owned())
+            .or_default() += 1;
     }
 
     fn expiry_of(&self, namespace: Option<&str>) -> u64 {
@@ -377,7 +389,9 @@ fn parse_query(query: &str) -> Result<Query, String> {
             "allowWatchBookmarks" => parsed.bookmarks = value == "true",
             "timeoutSeconds" => {
                 parsed.timeout = Some(Duration::from_secs(
-                    value.parse().map_err(|_| "bad timeoutSeconds".to_string())?,
+                    value
+                        .parse()
+                        .map_err(|_| "bad timeoutSeconds".to_string())?,
                 ))
             }
             "fieldSelector" => {
@@ -403,9 +417,7 @@ fn parse_query(query: &str) -> Result<Query, String> {
                         "reportingComponent",
                     ];
                     if !SUPPORTED.contains(&field) {
-                        return Err(format!(
-                            "field label not supported: {field}"
-                        ));
+                        return Err(format!("field label not supported: {field}"));
                     }
                     parsed
                         .field_selector
@@ -503,7 +515,11 @@ fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
         _ => {
             return json_response(
                 StatusCode::NOT_FOUND,
-                &status_body(404, "NotFound", "the server could not find the requested resource"),
+                &status_body(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
             );
         }
     };
@@ -588,7 +604,9 @@ fn watch_line(kind: &str, object: &Value) -> Bytes {
 fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Response<Body> {
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
-        let deadline = query.timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+        let deadline = query
+            .timeout
+            .map(|timeout| tokio::time::Instant::now() + timeout);
         let (mut cursor, close_epoch, expire_epoch, mut bookmark_epoch, mut pending, expiry) = {
             let state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             let requested = query

@@ -6,9 +6,9 @@ pub mod fake_api;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::Parser;
 use kube_event_metrics::app::{self, Running};
 use kube_event_metrics::config::{Config, Flags};
-use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use fake_api::{EventSpec, FakeApi};
@@ -135,7 +135,10 @@ pub async fn scrape_until(addr: SocketAddr, what: &str, ready: impl Fn(&Scrape) 
             return scrape;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}; last scrape:\n{}", scrape.text);
+            panic!(
+                "timed out waiting for {what}; last scrape:\n{}",
+                scrape.text
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -145,6 +148,14 @@ pub async fn scrape_until(addr: SocketAddr, what: &str, ready: impl Fn(&Scrape) 
 /// everything changed before the barrier has been processed when it returns.
 pub async fn barrier(api: &FakeApi, addr: SocketAddr, namespace: &str, n: u32) -> Scrape {
     let reason = format!("Barrier{n}");
-    api.create(&EventSpec::new(namespace, &format!("barrier-{n}.x"), &reason, 1));
-    scrape_until(addr, &reason, |s| s.warnings(namespace, &reason) == Some(1.0)).await
+    api.create(&EventSpec::new(
+        namespace,
+        &format!("barrier-{n}.x"),
+        &reason,
+        1,
+    ));
+    scrape_until(addr, &reason, |s| {
+        s.warnings(namespace, &reason) == Some(1.0)
+    })
+    .await
 }
