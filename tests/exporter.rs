@@ -371,3 +371,63 @@ async fn exposition_has_every_self_metric_and_help() {
     assert_eq!(http_get(addr, "/nope").await.0, 404);
     exporter.stop().await;
 }
+
+#[tokio::test]
+async fn bookmarks_move_the_resume_point() {
+    let api = FakeApi::start().await;
+    api.create(&EventSpec::new("a", "x.1", "BackOff", 1));
+    let exporter = start_exporter(&api, &["--namespace", "a"]).await;
+    let addr = exporter.local_addr;
+    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
+    let s = barrier(&api, addr, "a", 1).await;
+    let updates = s.own("watch_updates_total");
+
+    // Changes this watch cannot see advance the resourceVersion; a BOOKMARK tells the exporter.
+    let bookmark = api.change(|state| {
+        for n in 0..5 {
+            state.create(&EventSpec::new(
+                "elsewhere",
+                &format!("e{n}.x"),
+                "BackOff",
+                1,
+            ));
+        }
+        state.bookmark();
+        state.resource_version()
+    });
+    // Let the watch deliver the bookmark before its connection drops.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    api.change(|state| {
+        state.close_watches();
+        state.set_count("a", "x.1", 3);
+    });
+    let s = barrier(&api, addr, "a", 2).await;
+    assert_eq!(s.warnings("a", "BackOff"), Some(2.0));
+    assert_eq!(
+        s.own("watch_updates_total"),
+        updates + 2.0,
+        "bookmarks are not updates"
+    );
+    let resumed = format!("resourceVersion={bookmark}");
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.contains("watch=true") && r.split(['?', '&']).any(|param| param == resumed)),
+        "no watch resumed from the bookmark ({resumed}): {:#?}",
+        api.requests()
+    );
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn forbidden_list_is_an_error_that_is_retried() {
+    let api = FakeApi::start().await;
+    api.create(&EventSpec::new("shop", "a.1", "BackOff", 1));
+    api.change(|state| state.fail_next(403, 2));
+    let exporter = start_exporter(&api, &[]).await;
+    let addr = exporter.local_addr;
+    let s = scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
+    assert_eq!(s.own("watch_errors_total"), 2.0);
+    assert_eq!(s.warnings("shop", "BackOff"), Some(0.0));
+    exporter.stop().await;
+}

@@ -155,6 +155,10 @@ impl State {
         self.expire_epoch += 1;
     }
 
+    pub fn resource_version(&self) -> u64 {
+        self.resource_version
+    }
+
     /// Ends with `ERROR` 410 only the watches scoped to `namespace`.
     pub fn expire_watches_in(&mut self, namespace: &str) {
         *self
