@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::config::Config;
-use crate::ingest::{Filters, Ingest};
+use crate::ingest::Ingest;
 use crate::metrics::{self, SelfStats};
 use crate::server::{self, ServerState};
 use crate::source::kube::watch_events;
@@ -109,9 +109,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut ingest = Ingest::new(
         config.watches.len(),
         config.count_existing,
-        Filters {
-            types: config.client_side_types.clone(),
-        },
+        config.filters.clone(),
         store.clone(),
         stats.clone(),
     );
@@ -142,7 +140,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         listen = %local_addr,
         telemetry_path = %config.telemetry_path,
         watches = ?config.watches.iter().map(|w| w.describe()).collect::<Vec<_>>(),
-        client_side_types = ?config.client_side_types,
+        filters = ?config.filters,
         count_existing = config.count_existing,
         max_series = config.max_series,
         kubeconfig = ?config.kubeconfig,
@@ -155,4 +153,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         stop,
         tasks: vec![ingest_task, server_task],
     })
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the default action (exit) still stops the process.
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    info!(signal = name, "shutting down");
 }

@@ -1,12 +1,16 @@
 //! Command-line flags and their validation. A bad value fails start-up with one line naming it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use regex::Regex;
+use serde::Deserialize;
 
 use crate::source::kube::WatchSpec;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
     Warn,
@@ -27,10 +31,21 @@ impl LogLevel {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
 /// Kubernetes Events as exact, bounded Prometheus counters.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "kube-event-metrics", version, about)]
 pub struct Flags {
+    /// YAML file of settings; its keys are these flags' names without `--`. Flags win.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
     /// Path to a kubeconfig file; default: KUBECONFIG, ~/.kube/config, then in-cluster.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
@@ -63,6 +78,18 @@ pub struct Flags {
     #[arg(long = "field-selector", value_name = "SELECTOR")]
     pub field_selector: Option<String>,
 
+    /// Count only Events whose reason matches this regex (anchored; repeatable: any may match).
+    #[arg(long = "include-reason", value_name = "REGEX")]
+    pub include_reason: Vec<String>,
+
+    /// Skip Events whose reason matches this regex (anchored; repeatable).
+    #[arg(long = "exclude-reason", value_name = "REGEX")]
+    pub exclude_reason: Vec<String>,
+
+    /// Skip Events about objects in namespaces matching this regex (anchored; repeatable).
+    #[arg(long = "exclude-namespace", value_name = "REGEX")]
+    pub exclude_namespace: Vec<String>,
+
     /// Count the occurrences of Events that exist at start instead of taking them as the baseline.
     #[arg(long = "count-existing")]
     pub count_existing: bool,
@@ -79,6 +106,25 @@ pub struct Flags {
         default_value = "info"
     )]
     pub log_level: LogLevel,
+
+    /// Log format.
+    #[arg(
+        long = "log.format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "logfmt"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Why the command line could not become a [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Includes `--help` and `--version`, which are not failures: see [`clap::Error::use_stderr`].
+    #[error("{0}")]
+    Clap(clap::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +147,16 @@ pub enum ConfigError {
     MaxSeries(usize),
     #[error("invalid --field-selector: must not be empty")]
     FieldSelector,
+    #[error("invalid --{flag} {pattern:?}: {reason}")]
+    Regex {
+        flag: &'static str,
+        pattern: String,
+        reason: String,
+    },
+    #[error("cannot read --config.file {path}: {reason}")]
+    ReadFile { path: String, reason: String },
+    #[error("invalid --config.file {path}: {reason}")]
+    File { path: String, reason: String },
 }
 
 /// The validated settings the exporter runs with.
@@ -111,14 +167,227 @@ pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
     pub watches: Vec<WatchSpec>,
-    /// Types filtered client-side (only when several were given).
-    pub client_side_types: Option<Vec<String>>,
     pub count_existing: bool,
     pub max_series: usize,
     pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub filters: LabelFilters,
+}
+
+/// Client-side filters on label values, applied before counting.
+#[derive(Clone, Debug, Default)]
+pub struct LabelFilters {
+    /// Several `--types` (one goes to the API server instead).
+    pub types: Option<Vec<String>>,
+    pub include_reason: Vec<Regex>,
+    pub exclude_reason: Vec<Regex>,
+    pub exclude_namespace: Vec<Regex>,
+}
+
+impl PartialEq for LabelFilters {
+    fn eq(&self, other: &Self) -> bool {
+        let patterns = |list: &[Regex]| {
+            list.iter()
+                .map(|r| r.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        self.types == other.types
+            && patterns(&self.include_reason) == patterns(&other.include_reason)
+            && patterns(&self.exclude_reason) == patterns(&other.exclude_reason)
+            && patterns(&self.exclude_namespace) == patterns(&other.exclude_namespace)
+    }
+}
+
+impl Eq for LabelFilters {}
+
+impl LabelFilters {
+    /// Whether an Event with these label values is counted.
+    pub fn admits(&self, namespace: &str, reason: &str, event_type: &str) -> bool {
+        let matches_any = |list: &[Regex], value: &str| list.iter().any(|r| r.is_match(value));
+        self.types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == event_type))
+            && (self.include_reason.is_empty() || matches_any(&self.include_reason, reason))
+            && !matches_any(&self.exclude_reason, reason)
+            && !matches_any(&self.exclude_namespace, namespace)
+    }
+}
+
+/// Anchored like Prometheus' regex matchers: `Back.*` matches all of `BackOff`, not `XBackOff`.
+fn compile_all(flag: &'static str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    patterns
+        .iter()
+        .map(|pattern| {
+            Regex::new(&format!("^(?:{pattern})$")).map_err(|error| ConfigError::Regex {
+                flag,
+                pattern: pattern.clone(),
+                reason: error
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("invalid")
+                    .trim()
+                    .to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A list in the config file may also be written as one value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> serde::de::Visitor<'de> for ListVisitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![value.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = seq.next_element::<String>()? {
+                    values.push(value);
+                }
+                Ok(OneOrMany(values))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
+/// `--config.file`: every flag but itself, by its name without `--`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    kubeconfig: Option<PathBuf>,
+    #[serde(rename = "web.listen-address")]
+    listen_address: Option<String>,
+    #[serde(rename = "web.telemetry-path")]
+    telemetry_path: Option<String>,
+    namespace: Option<OneOrMany>,
+    types: Option<OneOrMany>,
+    #[serde(rename = "field-selector")]
+    field_selector: Option<String>,
+    #[serde(rename = "include-reason")]
+    include_reason: Option<OneOrMany>,
+    #[serde(rename = "exclude-reason")]
+    exclude_reason: Option<OneOrMany>,
+    #[serde(rename = "exclude-namespace")]
+    exclude_namespace: Option<OneOrMany>,
+    #[serde(rename = "count-existing")]
+    count_existing: Option<bool>,
+    #[serde(rename = "max-series")]
+    max_series: Option<usize>,
+    #[serde(rename = "log.level")]
+    log_level: Option<LogLevel>,
+    #[serde(rename = "log.format")]
+    log_format: Option<LogFormat>,
+}
+
+impl FileSettings {
+    fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ReadFile {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_saphyr::from_str(&text).map_err(|error| {
+            let line = error.location().map(|location| location.line());
+            ConfigError::File {
+                path: path.display().to_string(),
+                reason: explain(&error.to_string(), &text, line),
+            }
+        })
+    }
+
+    /// Copies every setting the command line did not give into `flags`.
+    fn fill(self, flags: &mut Flags, given_on_command_line: impl Fn(&str) -> bool) {
+        macro_rules! fill {
+            ($($field:ident),*) => {$(
+                if let Some(value) = self.$field
+                    && !given_on_command_line(stringify!($field))
+                {
+                    flags.$field = value.into();
+                }
+            )*};
+        }
+        macro_rules! fill_list {
+            ($($field:ident => $flag_field:ident),*) => {$(
+                if let Some(OneOrMany(values)) = self.$field
+                    && !given_on_command_line(stringify!($flag_field))
+                {
+                    flags.$flag_field = values;
+                }
+            )*};
+        }
+        fill!(
+            kubeconfig,
+            listen_address,
+            telemetry_path,
+            field_selector,
+            count_existing,
+            max_series,
+            log_level,
+            log_format
+        );
+        fill_list!(namespace => namespaces, types => types, include_reason => include_reason,
+            exclude_reason => exclude_reason, exclude_namespace => exclude_namespace);
+    }
+}
+
+/// serde-saphyr's first line says where and what ("line 1 column 13: invalid u64") but not which
+/// key; we add the top-level key that owns that line and drop the multi-line snippet.
+fn explain(message: &str, text: &str, line: Option<u64>) -> String {
+    let first = message.lines().next().unwrap_or(message);
+    let first = first.strip_prefix("error: ").unwrap_or(first).trim();
+    let owning_key = line.and_then(|line| {
+        let lines: Vec<&str> = text.lines().collect();
+        let last = usize::try_from(line)
+            .ok()?
+            .checked_sub(1)?
+            .min(lines.len().checked_sub(1)?);
+        lines[..=last].iter().rev().find_map(|candidate| {
+            let key = candidate.split_once(':')?.0;
+            let top_level = !key.is_empty() && !key.starts_with([' ', '\t', '-', '#']);
+            top_level.then(|| key.trim().to_owned())
+        })
+    });
+    match owning_key {
+        Some(key) if !first.contains(&format!("`{key}`")) => format!("key {key}: {first}"),
+        _ => first.to_owned(),
+    }
 }
 
 impl Config {
+    /// Parses the command line and `--config.file`, whose settings apply where no flag was given.
+    pub fn load<I, T>(args: I) -> Result<Self, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Flags::command()
+            .try_get_matches_from(args)
+            .map_err(LoadError::Clap)?;
+        let mut flags = Flags::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+        if let Some(path) = flags.config_file.clone() {
+            let file = FileSettings::read(&path)?;
+            file.fill(&mut flags, |id| {
+                matches.value_source(id) == Some(ValueSource::CommandLine)
+            });
+        }
+        Ok(Config::from_flags(flags)?)
+    }
+
     pub fn from_flags(flags: Flags) -> Result<Self, ConfigError> {
         let listen_address = normalize_listen_address(&flags.listen_address)?;
         let path = &flags.telemetry_path;
@@ -165,7 +434,12 @@ impl Config {
             (Some(a), Some(b)) => Some(format!("{a},{b}")),
             (a, b) => a.or(b),
         };
-        let client_side_types = (types.len() > 1).then_some(types);
+        let filters = LabelFilters {
+            types: (types.len() > 1).then_some(types),
+            include_reason: compile_all("include-reason", &flags.include_reason)?,
+            exclude_reason: compile_all("exclude-reason", &flags.exclude_reason)?,
+            exclude_namespace: compile_all("exclude-namespace", &flags.exclude_namespace)?,
+        };
         let watches = if namespaces.is_empty() {
             vec![WatchSpec {
                 namespace: None,
@@ -185,10 +459,11 @@ impl Config {
             listen_address,
             telemetry_path: flags.telemetry_path,
             watches,
-            client_side_types,
+            filters,
             count_existing: flags.count_existing,
             max_series: flags.max_series,
             log_level: flags.log_level,
+            log_format: flags.log_format,
         })
     }
 }
@@ -242,11 +517,11 @@ mod tests {
             one.watches[0].field_selector.as_deref(),
             Some("type=Warning,reason=BackOff")
         );
-        assert_eq!(one.client_side_types, None);
+        assert_eq!(one.filters.types, None);
         let two = parse(&["--types", "Warning,Normal"]).unwrap();
         assert_eq!(two.watches[0].field_selector, None);
         assert_eq!(
-            two.client_side_types,
+            two.filters.types,
             Some(vec!["Warning".to_string(), "Normal".to_string()])
         );
     }
@@ -292,5 +567,157 @@ mod tests {
         let error =
             Flags::try_parse_from(["kube-event-metrics", "--log.level", "loud"]).unwrap_err();
         assert!(error.to_string().contains("--log.level"));
+    }
+
+    fn load_with_file(yaml: &str, args: &[&str]) -> Result<Config, LoadError> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, yaml.as_bytes()).unwrap();
+        let path = file.path().display().to_string();
+        let mut all = vec!["kube-event-metrics", "--config.file", &path];
+        all.extend_from_slice(args);
+        Config::load(all)
+    }
+
+    const EVERY_KEY: &str = "\
+kubeconfig: /etc/kube/config
+web.listen-address: 127.0.0.1:9999
+web.telemetry-path: /m
+namespace: [a, b]
+types: [Warning, Normal]
+field-selector: reason!=Pulled
+include-reason: [Back.*, Failed.*]
+exclude-reason: BackOff
+exclude-namespace: [kube-.*]
+count-existing: true
+max-series: 500
+log.level: debug
+log.format: json
+";
+
+    #[test]
+    fn every_file_key_means_what_its_flag_means() {
+        let from_file = load_with_file(EVERY_KEY, &[]).unwrap();
+        let from_flags = Config::load([
+            "kube-event-metrics",
+            "--kubeconfig=/etc/kube/config",
+            "--web.listen-address=127.0.0.1:9999",
+            "--web.telemetry-path=/m",
+            "--namespace=a",
+            "--namespace=b",
+            "--types=Warning,Normal",
+            "--field-selector=reason!=Pulled",
+            "--include-reason=Back.*",
+            "--include-reason=Failed.*",
+            "--exclude-reason=BackOff",
+            "--exclude-namespace=kube-.*",
+            "--count-existing",
+            "--max-series=500",
+            "--log.level=debug",
+            "--log.format=json",
+        ])
+        .unwrap();
+        assert_eq!(from_file, from_flags);
+        assert_ne!(
+            from_flags,
+            parse(&[]).unwrap(),
+            "every key differs from its default"
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let config = load_with_file(
+            EVERY_KEY,
+            &[
+                "--namespace",
+                "c",
+                "--max-series",
+                "7",
+                "--web.listen-address",
+                ":1234",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.watches.len(), 1);
+        assert_eq!(config.watches[0].namespace.as_deref(), Some("c"));
+        assert_eq!(config.max_series, 7);
+        assert_eq!(config.listen_address, "0.0.0.0:1234");
+        // What the flags left alone still comes from the file.
+        assert_eq!(config.telemetry_path, "/m");
+        assert!(config.count_existing);
+    }
+
+    #[test]
+    fn unknown_key_fails_naming_it_and_its_line() {
+        let error = load_with_file("max-series: 5\nnamespaces: [a]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("namespaces"), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+        assert!(!error.contains("-->"), "no snippet: {error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn mistyped_value_fails_naming_the_key() {
+        for (yaml, key) in [
+            ("max-series: many\n", "max-series"),
+            ("log.level: loud\n", "loud"),
+            ("count-existing: [1]\n", "count-existing"),
+            ("namespace:\n  - a\n  - [b]\n", "key namespace"),
+        ] {
+            let error = load_with_file(yaml, &[]).unwrap_err().to_string();
+            assert!(error.contains(key), "{yaml}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+        // Values from the file get the same validation as flags.
+        let error = load_with_file("namespace: Bad_NS\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--namespace"), "{error}");
+    }
+
+    #[test]
+    fn missing_or_empty_file() {
+        let error = Config::load(["kube-event-metrics", "--config.file", "/nonexistent/k.yaml"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nonexistent/k.yaml"), "{error}");
+        assert_eq!(load_with_file("", &[]).unwrap(), parse(&[]).unwrap());
+    }
+
+    #[test]
+    fn invalid_regex_names_the_flag() {
+        let error = parse(&["--exclude-reason", "Back(Off"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("invalid --exclude-reason \"Back(Off\""),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "{error}");
+    }
+
+    #[test]
+    fn filters_are_anchored_and_combine() {
+        let config = parse(&[
+            "--include-reason",
+            "Back.*|Failed.*",
+            "--exclude-reason",
+            "FailedMount",
+            "--exclude-namespace",
+            "kube-.*",
+        ])
+        .unwrap();
+        let filters = &config.filters;
+        assert!(filters.admits("shop", "BackOff", "Warning"));
+        assert!(filters.admits("shop", "FailedScheduling", "Warning"));
+        assert!(!filters.admits("shop", "XBackOff", "Warning"), "anchored");
+        assert!(!filters.admits("shop", "FailedMount", "Warning"));
+        assert!(!filters.admits("kube-system", "BackOff", "Warning"));
+        assert!(
+            filters.admits("my-kube-ns", "BackOff", "Warning"),
+            "anchored"
+        );
     }
 }

@@ -7,31 +7,17 @@ use std::sync::atomic::Ordering;
 
 use tracing::{info, warn};
 
+use crate::config::LabelFilters;
 use crate::ledger::{Ledger, Outcome, WatchId};
 use crate::metrics::SelfStats;
 use crate::source::{Delivery, Observation, Signal};
 use crate::store::{KeyScratch, SeriesStore};
 
-/// Client-side filters applied before counting.
-#[derive(Clone, Debug, Default)]
-pub struct Filters {
-    /// When set, only Events of these types are counted (several `--types` values).
-    pub types: Option<Vec<String>>,
-}
-
-impl Filters {
-    fn admits(&self, observation: &Observation) -> bool {
-        self.types
-            .as_ref()
-            .is_none_or(|types| types.contains(&observation.labels.event_type))
-    }
-}
-
 pub struct Ingest {
     ledger: Ledger,
     store: Arc<SeriesStore>,
     stats: Arc<SelfStats>,
-    filters: Filters,
+    filters: LabelFilters,
     scratch: KeyScratch,
     list_started_once: Vec<bool>,
 }
@@ -40,7 +26,7 @@ impl Ingest {
     pub fn new(
         watches: usize,
         count_existing: bool,
-        filters: Filters,
+        filters: LabelFilters,
         store: Arc<SeriesStore>,
         stats: Arc<SelfStats>,
     ) -> Self {
@@ -101,7 +87,11 @@ impl Ingest {
         delivery: Delivery,
         observation: Observation,
     ) -> Result<(), crate::ledger::LedgerError> {
-        if !self.filters.admits(&observation) {
+        let labels = &observation.labels;
+        if !self
+            .filters
+            .admits(&labels.namespace, &labels.reason, &labels.event_type)
+        {
             return Ok(());
         }
         let series = self

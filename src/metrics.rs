@@ -10,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::process::ProcessSnapshot;
 use crate::store::SeriesStore;
 
 /// The exporter's own counters and gauges, written by the ingest loop.
@@ -147,8 +148,56 @@ impl Collector for ExporterCollector {
                 MetricType::Info,
             )?
             .encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+        encode_process(&mut encoder, &ProcessSnapshot::read())?;
         Ok(())
     }
+}
+
+fn encode_process(
+    encoder: &mut DescriptorEncoder,
+    process: &ProcessSnapshot,
+) -> Result<(), std::fmt::Error> {
+    encoder
+        .encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, _, u64>(&process.cpu_seconds, None)?;
+    let gauges: [(&str, &str, f64); 5] = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            process.resident_memory_bytes as f64,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            process.virtual_memory_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            process.open_fds as f64,
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            process.max_fds as f64,
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            process.start_time_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        encoder
+            .encode_descriptor(name, help, None, MetricType::Gauge)?
+            .encode_gauge(&value)?;
+    }
+    Ok(())
 }
 
 /// The registry served on the telemetry path.
@@ -158,11 +207,96 @@ pub fn registry(store: Arc<SeriesStore>, stats: Arc<SelfStats>) -> Registry {
     registry
 }
 
-/// Prometheus text format 0.0.4.
-pub fn encode_text(registry: &Registry) -> Result<String, std::fmt::Error> {
+/// The exposition formats `/metrics` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text 0.0.4, the default.
+    Text,
+    /// OpenMetrics 1.0 text, ending in `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// OpenMetrics only when `Accept` prefers it to text; no header or `*/*` gets text.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let (mut openmetrics, mut text) = (0.0_f32, 0.0_f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut quality = 1.0_f32;
+            let mut version_ok = true;
+            for parameter in parts {
+                match parameter.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                    Some(("q", value)) => quality = value.parse().unwrap_or(0.0),
+                    Some(("version", value)) if media == "application/openmetrics-text" => {
+                        version_ok = value == "1.0.0" || value == "0.0.1";
+                    }
+                    _ => {}
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text" if version_ok => {
+                    openmetrics = openmetrics.max(quality)
+                }
+                "text/plain" | "text/*" | "*/*" => text = text.max(quality),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics > text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// Encodes every metric of `registry` in `format`.
+pub fn encode(registry: &Registry, format: Format) -> Result<String, std::fmt::Error> {
     let mut out = String::new();
-    prometheus_client::encoding::prometheus_text::encode(&mut out, registry)?;
+    match format {
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, registry)?,
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry)?,
+    }
     Ok(out)
 }
 
-pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE as TEXT_CONTENT_TYPE;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_scrape_header_gets_openmetrics() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn text_unless_openmetrics_is_preferred() {
+        for accept in [
+            None,
+            Some("*/*"),
+            Some("text/plain"),
+            Some("text/plain;version=0.0.4, application/openmetrics-text;q=0.5"),
+            Some("application/openmetrics-text;q=0.5, */*;q=0.5"),
+            Some("application/openmetrics-text;version=2.0.0"),
+            Some("application/json"),
+            Some("application/openmetrics-text;q=0"),
+        ] {
+            assert_eq!(Format::negotiate(accept), Format::Text, "{accept:?}");
+        }
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
+    }
+}

@@ -1,22 +1,35 @@
-//! The HTTP server: `/metrics` (or `--web.telemetry-path`), `/healthz`, `/readyz` and a landing page.
+//! The HTTP server: the telemetry path, `/healthz`, `/readyz` and a landing page.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, VARY,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
-use crate::metrics::{self, SelfStats};
+use crate::metrics::{self, Format, SelfStats};
+
+/// A client must send its request head within this, so idle or slow clients cannot hold sockets.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// In-flight requests get this long to finish after shutdown begins; Kubernetes' default grace
+/// period is 30 s, our promise is 10.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// What the routes read.
 pub struct ServerState {
@@ -25,40 +38,48 @@ pub struct ServerState {
     pub telemetry_path: String,
 }
 
-/// Serves until `shutdown` completes; connections in flight finish on their own tasks.
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
         };
         let (stream, peer) = match accepted {
             Ok(connection) => connection,
             Err(error) => {
                 // Out of file descriptors and similar: keep serving the connections we have.
                 error!(%error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route(&state, &request)) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &request)) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(error) = connection.await {
                 debug!(%peer, %error, "connection ended with an error");
             }
         });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => debug!("all connections closed"),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("connections still open after the grace period"),
     }
 }
 
@@ -68,17 +89,7 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> Response<Full<Byte
     }
     let path = request.uri().path();
     if path == state.telemetry_path {
-        return match metrics::encode_text(&state.registry) {
-            Ok(body) => {
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static(metrics::TEXT_CONTENT_TYPE),
-                );
-                response
-            }
-            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
-        };
+        return metrics_response(state, request.headers());
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
@@ -90,6 +101,54 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> Response<Full<Byte
         "/" => landing(&state.telemetry_path),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+fn metrics_response(state: &ServerState, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+    };
+    let format = Format::negotiate(header(ACCEPT));
+    let Ok(body) = metrics::encode(&state.registry, format) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
+    };
+    let gzip = header(ACCEPT_ENCODING).is_some_and(accepts_gzip);
+    let body = if gzip {
+        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+        match encoder
+            .write_all(body.as_bytes())
+            .and_then(|()| encoder.finish())
+        {
+            Ok(compressed) => Bytes::from(compressed),
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "compression failed\n"),
+        }
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// `gzip` listed with a non-zero quality.
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let quality = parts
+            .find_map(|p| p.strip_prefix("q="))
+            .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && quality > 0.0
+    })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -107,9 +166,10 @@ fn landing(telemetry_path: &str) -> Response<Full<Bytes>> {
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('"', "&quot;");
+    let version = env!("CARGO_PKG_VERSION");
     let body = format!(
         "<!DOCTYPE html>\n<html><head><title>kube-event-metrics</title></head><body>\n\
-         <h1>kube-event-metrics</h1>\n<p>Kubernetes Events as Prometheus counters.</p>\n<ul>\n\
+         <h1>kube-event-metrics {version}</h1>\n<p>Kubernetes Events as Prometheus counters.</p>\n<ul>\n\
          <li><a href=\"{escaped}\">Metrics</a></li>\n<li><a href=\"/healthz\">Health</a></li>\n\
          <li><a href=\"/readyz\">Readiness</a></li>\n</ul>\n</body></html>\n"
     );
@@ -119,4 +179,19 @@ fn landing(telemetry_path: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_only_when_asked_for() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip("br, deflate"));
+    }
 }

@@ -6,9 +6,8 @@ pub mod fake_api;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
 use kube_event_metrics::app::{self, Running};
-use kube_event_metrics::config::{Config, Flags};
+use kube_event_metrics::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use fake_api::{EventSpec, FakeApi};
@@ -24,25 +23,69 @@ pub async fn start_exporter(api: &FakeApi, extra: &[&str]) -> Running {
         "127.0.0.1:0".into(),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
-    let config = Config::from_flags(Flags::try_parse_from(args).expect("flags")).expect("config");
+    let config = Config::load(args).expect("config");
     app::start(&config).await.expect("exporter starts")
+}
+
+/// A response read off the wire.
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A plain HTTP/1.1 GET with extra headers, over a fresh connection.
+pub async fn http_request(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    parse_response(&response)
+}
+
+pub fn parse_response(response: &[u8]) -> HttpResponse {
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("a full response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("status code");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: response[split + 4..].to_vec(),
+    }
 }
 
 /// A plain HTTP/1.1 GET; returns the status code and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    let response = String::from_utf8(response).expect("utf-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a full response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status code");
-    (status, body.to_string())
+    let response = http_request(addr, path, &[]).await;
+    let body = String::from_utf8(response.body).expect("utf-8 body");
+    (response.status, body)
 }
 
 /// One scrape, parsed by a Prometheus text-format parser.
@@ -121,9 +164,15 @@ impl Scrape {
 pub async fn scrape(addr: SocketAddr) -> Scrape {
     let (status, text) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200, "{text}");
-    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("the exposition parses");
-    Scrape { text, parsed }
+    Scrape::parse(text)
+}
+
+impl Scrape {
+    pub fn parse(text: String) -> Scrape {
+        let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("the exposition parses");
+        Scrape { text, parsed }
+    }
 }
 
 /// Scrapes until `ready` holds (at most 15 s), then returns that scrape.
