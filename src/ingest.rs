@@ -53,7 +53,13 @@ impl Ingest {
                     Ok(observation) => self.object(watch, delivery, observation),
                     Err(malformed) => {
                         self.stats.malformed_objects.fetch_add(1, Ordering::Relaxed);
-                        warn!(watch, name = %malformed.name, reason = malformed.reason, "skipped a malformed Event");
+                        warn!(
+                            watch,
+                            name = %malformed.name,
+                            reason = %malformed.reason,
+                            position = malformed.position.as_deref().unwrap_or(""),
+                            "skipped a malformed Event"
+                        );
                         Ok(())
                     }
                 }

@@ -235,7 +235,9 @@ lenient_object!(EventFields {
 pub struct Malformed {
     /// `metadata.name`, or `<unnamed>`.
     pub name: String,
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
+    /// Where in a replay file, when it came from one.
+    pub position: Option<String>,
 }
 
 /// A core/v1 or events.k8s.io/v1 Event as the watcher hands it over: the metadata kube needs
@@ -311,7 +313,8 @@ impl SlimEvent {
         if let Some(reason) = self.malformed {
             return Err(Malformed {
                 name: self.name().to_owned(),
-                reason,
+                reason: Cow::Borrowed(reason),
+                position: None,
             });
         }
         let name = self.name().to_owned();
@@ -324,7 +327,8 @@ impl SlimEvent {
         let Some(uid) = uid else {
             return Err(Malformed {
                 name,
-                reason: "metadata.uid is missing",
+                reason: Cow::Borrowed("metadata.uid is missing"),
+                position: None,
             });
         };
         let occurrences = occurrences(&fields);

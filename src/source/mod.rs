@@ -4,6 +4,7 @@
 
 pub mod event;
 pub mod kube;
+pub mod replay;
 
 use crate::ledger::{UidKey, WatchId};
 use crate::store::LabelValues;
