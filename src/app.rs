@@ -5,17 +5,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, SourceConfig};
 use crate::ingest::Ingest;
-use crate::metrics::{self, SelfStats};
+use crate::metrics::{self, Format, SelfStats};
 use crate::server::{self, ServerState};
+use crate::source::Signal;
+use crate::source::demo::{Recording, RecordingError};
 use crate::source::kube::watch_events;
+use crate::source::replay::{ReplayError, ReplayInput};
 use crate::store::SeriesStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,14 @@ pub enum StartError {
     Infer(#[source] kube::config::InferConfigError),
     #[error("cannot build the Kubernetes client: {0}")]
     Client(#[source] kube::Error),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
+    #[error("--once needs --replay")]
+    OnceWithoutReplay,
+    #[error("encoding the metrics failed")]
+    Encode,
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -83,11 +95,78 @@ async fn kube_client(config: &Config) -> Result<kube::Client, StartError> {
     kube::Client::try_from(client_config).map_err(StartError::Client)
 }
 
-/// Starts the watches and the server in the background.
+/// The signals of the configured source, as one stream.
+async fn signals(config: &Config) -> Result<BoxStream<'static, Signal>, StartError> {
+    match &config.source {
+        SourceConfig::Kube { watches } => {
+            let client = kube_client(config).await?;
+            Ok(watch_events(client, watches).boxed())
+        }
+        SourceConfig::Replay { path } => {
+            // Opened here so a missing or unreadable file fails start-up.
+            let input = ReplayInput::open(path)?;
+            let (sender, receiver) = mpsc::channel(SIGNAL_BUFFER);
+            tokio::task::spawn_blocking(move || {
+                let mut emit = |signal| {
+                    // The receiver is gone only when the exporter stops.
+                    let _ = sender.blocking_send(signal);
+                };
+                match input.run(&mut emit) {
+                    Ok(()) => info!("replay input fully read; serving its counters"),
+                    Err(error) => tracing::error!(%error, "replay stopped; serving what was read"),
+                }
+            });
+            Ok(receiver_stream(receiver))
+        }
+        SourceConfig::Demo { speed } => {
+            let recording = Recording::bundled()?;
+            let (sender, receiver) = mpsc::channel(SIGNAL_BUFFER);
+            tokio::spawn(recording.play(*speed, sender));
+            Ok(receiver_stream(receiver))
+        }
+    }
+}
+
+const SIGNAL_BUFFER: usize = 1024;
+
+fn receiver_stream(receiver: mpsc::Receiver<Signal>) -> BoxStream<'static, Signal> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        let signal = receiver.recv().await?;
+        Some((signal, receiver))
+    })
+    .boxed()
+}
+
+fn new_ingest(config: &Config, store: &Arc<SeriesStore>, stats: &Arc<SelfStats>) -> Ingest {
+    Ingest::new(
+        config.source.watch_count(),
+        config.count_existing,
+        config.filters.clone(),
+        store.clone(),
+        stats.clone(),
+    )
+}
+
+/// `--replay … --once`: reads the whole input and returns what `/metrics` would serve with no
+/// Accept header.
+pub fn replay_once(config: &Config) -> Result<String, StartError> {
+    let SourceConfig::Replay { path } = &config.source else {
+        return Err(StartError::OnceWithoutReplay);
+    };
+    let input = ReplayInput::open(path)?;
+    let store = Arc::new(SeriesStore::new(config.max_series));
+    let stats = Arc::new(SelfStats::default());
+    let mut ingest = new_ingest(config, &store, &stats);
+    input.run(&mut |signal| ingest.handle(signal))?;
+    let registry = metrics::registry(store, stats);
+    metrics::encode(&registry, Format::Text).map_err(|_| StartError::Encode)
+}
+
+/// Starts the source and the server in the background.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     // A second install (tests start several exporters in one process) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube_client(config).await?;
+    let signals = signals(config).await?;
     let listener = TcpListener::bind(&config.listen_address)
         .await
         .map_err(|source| StartError::Listen {
@@ -106,17 +185,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
 
-    let mut ingest = Ingest::new(
-        config.watches.len(),
-        config.count_existing,
-        config.filters.clone(),
-        store.clone(),
-        stats.clone(),
-    );
-    let signals = watch_events(client, &config.watches);
+    let mut ingest = new_ingest(config, &store, &stats);
     let ingest_stop = wait_stop(stopped.clone());
     let ingest_task = tokio::spawn(async move {
-        tokio::pin!(signals);
+        let mut signals = signals;
         tokio::pin!(ingest_stop);
         loop {
             tokio::select! {
@@ -136,16 +208,36 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     });
     let server_task = tokio::spawn(server::serve(listener, state, wait_stop(stopped)));
 
+    let source = match &config.source {
+        SourceConfig::Kube { watches } => watches
+            .iter()
+            .map(|w| w.describe())
+            .collect::<Vec<_>>()
+            .join("; "),
+        SourceConfig::Replay { path } => format!("replay of {}", path.display()),
+        SourceConfig::Demo { speed } => format!("demo recording at {speed}x"),
+    };
     info!(
         listen = %local_addr,
         telemetry_path = %config.telemetry_path,
-        watches = ?config.watches.iter().map(|w| w.describe()).collect::<Vec<_>>(),
+        source,
         filters = ?config.filters,
         count_existing = config.count_existing,
         max_series = config.max_series,
         kubeconfig = ?config.kubeconfig,
         "kube-event-metrics started"
     );
+    if matches!(config.source, SourceConfig::Demo { .. }) {
+        let host = match local_addr.ip() {
+            ip if ip.is_unspecified() => "localhost".to_string(),
+            ip => ip.to_string(),
+        };
+        info!(
+            "demo running: open http://{host}:{}{}",
+            local_addr.port(),
+            config.telemetry_path
+        );
+    }
     Ok(Running {
         local_addr,
         store,

@@ -115,6 +115,25 @@ pub struct Flags {
         default_value = "logfmt"
     )]
     pub log_format: LogFormat,
+
+    /// Count Events from a file (or - for stdin) instead of a cluster: `kubectl get events -o json`
+    /// or `-o yaml`, or a `-w -o json` watch stream, gzip or not. Counts history (implies
+    /// --count-existing) and keeps serving after the end of the input.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// With --replay: print what /metrics would serve at the end of the input, and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Serve live metrics from a bundled recording of a small cluster, looping; no cluster needed.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// With --demo: cluster seconds played per second (the ten-minute recording loops every 30 s
+    /// at the default).
+    #[arg(long = "demo.speed", value_name = "FACTOR", default_value_t = crate::source::demo::DEFAULT_SPEED)]
+    pub demo_speed: f64,
 }
 
 /// Why the command line could not become a [`Config`].
@@ -127,7 +146,7 @@ pub enum LoadError {
     Config(#[from] ConfigError),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
     #[error("invalid --web.listen-address {0:?}: expected [host]:port, e.g. :8080")]
     ListenAddress(String),
@@ -147,6 +166,10 @@ pub enum ConfigError {
     MaxSeries(usize),
     #[error("invalid --field-selector: must not be empty")]
     FieldSelector,
+    #[error("invalid {0}")]
+    Combination(&'static str),
+    #[error("invalid --demo.speed {0}: must be a number above 0")]
+    DemoSpeed(f64),
     #[error("invalid --{flag} {pattern:?}: {reason}")]
     Regex {
         flag: &'static str,
@@ -160,18 +183,41 @@ pub enum ConfigError {
 }
 
 /// The validated settings the exporter runs with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// A `host:port` that `TcpListener::bind` accepts.
     pub listen_address: String,
     pub telemetry_path: String,
-    pub watches: Vec<WatchSpec>,
+    pub source: SourceConfig,
+    /// `--once`: print the metrics at the end of the replay and exit.
+    pub once: bool,
     pub count_existing: bool,
     pub max_series: usize,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub filters: LabelFilters,
+}
+
+/// Where Events come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    /// Watches on the API server.
+    Kube { watches: Vec<WatchSpec> },
+    /// A file or stdin.
+    Replay { path: PathBuf },
+    /// The bundled recording, played `speed` times faster than it happened.
+    Demo { speed: f64 },
+}
+
+impl SourceConfig {
+    /// Independent watches the ledger keeps apart (replay and demo are one).
+    pub fn watch_count(&self) -> usize {
+        match self {
+            SourceConfig::Kube { watches } => watches.len(),
+            SourceConfig::Replay { .. } | SourceConfig::Demo { .. } => 1,
+        }
+    }
 }
 
 /// Client-side filters on label values, applied before counting.
@@ -290,6 +336,11 @@ struct FileSettings {
     log_level: Option<LogLevel>,
     #[serde(rename = "log.format")]
     log_format: Option<LogFormat>,
+    replay: Option<PathBuf>,
+    once: Option<bool>,
+    demo: Option<bool>,
+    #[serde(rename = "demo.speed")]
+    demo_speed: Option<f64>,
 }
 
 impl FileSettings {
@@ -338,7 +389,11 @@ impl FileSettings {
             count_existing,
             max_series,
             log_level,
-            log_format
+            log_format,
+            replay,
+            once,
+            demo,
+            demo_speed
         );
         fill_list!(namespace => namespaces, types => types, include_reason => include_reason,
             exclude_reason => exclude_reason, exclude_namespace => exclude_namespace);
@@ -425,9 +480,30 @@ impl Config {
         {
             return Err(ConfigError::FieldSelector);
         }
-        // One type goes to the API server; several cannot (field-selector terms are ANDed).
+        let offline = flags.replay.is_some() || flags.demo;
+        if flags.replay.is_some() && flags.demo {
+            return Err(ConfigError::Combination("--replay with --demo: choose one"));
+        }
+        if flags.once && flags.replay.is_none() {
+            return Err(ConfigError::Combination("--once without --replay"));
+        }
+        if offline && !namespaces.is_empty() {
+            return Err(ConfigError::Combination(
+                "--namespace with --replay or --demo: it selects watches on the API server",
+            ));
+        }
+        if offline && flags.field_selector.is_some() {
+            return Err(ConfigError::Combination(
+                "--field-selector with --replay or --demo: it is applied by the API server",
+            ));
+        }
+        if !(flags.demo_speed.is_finite() && flags.demo_speed > 0.0) {
+            return Err(ConfigError::DemoSpeed(flags.demo_speed));
+        }
+        // One type goes to the API server; several cannot (field-selector terms are ANDed), and
+        // offline sources have no server to ask.
         let type_selector = match types.as_slice() {
-            [only] => Some(format!("type={only}")),
+            [only] if !offline => Some(format!("type={only}")),
             _ => None,
         };
         let field_selector = match (type_selector, flags.field_selector) {
@@ -435,7 +511,7 @@ impl Config {
             (a, b) => a.or(b),
         };
         let filters = LabelFilters {
-            types: (types.len() > 1).then_some(types),
+            types: (types.len() > 1 || (offline && !types.is_empty())).then_some(types),
             include_reason: compile_all("include-reason", &flags.include_reason)?,
             exclude_reason: compile_all("exclude-reason", &flags.exclude_reason)?,
             exclude_namespace: compile_all("exclude-namespace", &flags.exclude_namespace)?,
@@ -458,9 +534,17 @@ impl Config {
             kubeconfig: flags.kubeconfig,
             listen_address,
             telemetry_path: flags.telemetry_path,
-            watches,
+            source: match (flags.replay, flags.demo) {
+                (Some(path), _) => SourceConfig::Replay { path },
+                (None, true) => SourceConfig::Demo {
+                    speed: flags.demo_speed,
+                },
+                (None, false) => SourceConfig::Kube { watches },
+            },
+            once: flags.once,
             filters,
-            count_existing: flags.count_existing,
+            // A dump or a recording is history the user asks to count.
+            count_existing: flags.count_existing || offline,
             max_series: flags.max_series,
             log_level: flags.log_level,
             log_format: flags.log_format,
@@ -492,6 +576,43 @@ fn is_dns_label(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn watches(config: &Config) -> &[WatchSpec] {
+        match &config.source {
+            SourceConfig::Kube { watches } => watches,
+            other => panic!("not watching: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replay_and_demo_count_history_and_filter_types_here() {
+        let replay = parse(&["--replay", "dump.json", "--once", "--types", "Warning"]).unwrap();
+        assert_eq!(
+            replay.source,
+            SourceConfig::Replay {
+                path: "dump.json".into()
+            }
+        );
+        assert!(replay.count_existing && replay.once);
+        assert_eq!(replay.filters.types, Some(vec!["Warning".to_string()]));
+        let demo = parse(&["--demo"]).unwrap();
+        assert!(matches!(demo.source, SourceConfig::Demo { speed } if speed == 20.0));
+        assert!(demo.count_existing);
+    }
+
+    #[test]
+    fn offline_combinations_that_make_no_sense_are_rejected() {
+        for args in [
+            &["--once"][..],
+            &["--demo", "--replay", "x"][..],
+            &["--demo", "--namespace", "a"][..],
+            &["--replay", "x", "--field-selector", "type=Warning"][..],
+            &["--demo", "--demo.speed", "0"][..],
+        ] {
+            let error = parse(args).unwrap_err().to_string();
+            assert!(error.starts_with("invalid --"), "{args:?}: {error}");
+        }
+    }
+
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
         let flags = Flags::try_parse_from(
             std::iter::once("kube-event-metrics").chain(args.iter().copied()),
@@ -505,7 +626,12 @@ mod tests {
         let config = parse(&[]).unwrap();
         assert_eq!(config.listen_address, "0.0.0.0:8080");
         assert_eq!(config.telemetry_path, "/metrics");
-        assert_eq!(config.watches, vec![WatchSpec::default()]);
+        assert_eq!(
+            config.source,
+            SourceConfig::Kube {
+                watches: vec![WatchSpec::default()]
+            }
+        );
         assert_eq!(config.max_series, 10_000);
         assert!(!config.count_existing);
     }
@@ -514,12 +640,12 @@ mod tests {
     fn one_type_is_a_server_side_selector_several_are_client_side() {
         let one = parse(&["--types", "Warning", "--field-selector", "reason=BackOff"]).unwrap();
         assert_eq!(
-            one.watches[0].field_selector.as_deref(),
+            watches(&one)[0].field_selector.as_deref(),
             Some("type=Warning,reason=BackOff")
         );
         assert_eq!(one.filters.types, None);
         let two = parse(&["--types", "Warning,Normal"]).unwrap();
-        assert_eq!(two.watches[0].field_selector, None);
+        assert_eq!(watches(&two)[0].field_selector, None);
         assert_eq!(
             two.filters.types,
             Some(vec!["Warning".to_string(), "Normal".to_string()])
@@ -529,8 +655,7 @@ mod tests {
     #[test]
     fn namespaces_get_one_watch_each() {
         let config = parse(&["--namespace", "a", "--namespace", "b"]).unwrap();
-        let namespaces: Vec<_> = config
-            .watches
+        let namespaces: Vec<_> = watches(&config)
             .iter()
             .map(|w| w.namespace.as_deref())
             .collect();
@@ -595,6 +720,14 @@ log.format: json
 ";
 
     #[test]
+    fn offline_keys_round_trip() {
+        let config = load_with_file("replay: dump.json\nonce: true\n", &[]).unwrap();
+        assert_eq!(config, parse(&["--replay", "dump.json", "--once"]).unwrap());
+        let demo = load_with_file("demo: true\ndemo.speed: 5\n", &[]).unwrap();
+        assert_eq!(demo, parse(&["--demo", "--demo.speed", "5"]).unwrap());
+    }
+
+    #[test]
     fn every_file_key_means_what_its_flag_means() {
         let from_file = load_with_file(EVERY_KEY, &[]).unwrap();
         let from_flags = Config::load([
@@ -638,8 +771,8 @@ log.format: json
             ],
         )
         .unwrap();
-        assert_eq!(config.watches.len(), 1);
-        assert_eq!(config.watches[0].namespace.as_deref(), Some("c"));
+        assert_eq!(watches(&config).len(), 1);
+        assert_eq!(watches(&config)[0].namespace.as_deref(), Some("c"));
         assert_eq!(config.max_series, 7);
         assert_eq!(config.listen_address, "0.0.0.0:1234");
         // What the flags left alone still comes from the file.

@@ -32,13 +32,19 @@ async fn main() -> ExitCode {
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            tracing::error!("{error}");
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    if config.once {
+        let config = config.clone();
+        let text = tokio::task::spawn_blocking(move || app::replay_once(&config)).await??;
+        print!("{text}");
+        return Ok(());
+    }
     let running = app::start(&config).await?;
     running.until(app::shutdown_signal()).await;
     tracing::info!("stopped");

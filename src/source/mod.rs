@@ -2,6 +2,7 @@
 //!
 //! A source decodes objects and reports what it saw; it never counts. Counting is the ledger's.
 
+pub mod demo;
 pub mod event;
 pub mod kube;
 pub mod replay;

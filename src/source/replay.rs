@@ -79,7 +79,10 @@ impl ReplayInput {
             source,
         };
         let mut buffered = BufReader::with_capacity(64 * 1024, raw);
-        let gzip = buffered.fill_buf().map_err(read_error)?.starts_with(&[0x1f, 0x8b]);
+        let gzip = buffered
+            .fill_buf()
+            .map_err(read_error)?
+            .starts_with(&[0x1f, 0x8b]);
         let mut reader: Box<dyn BufRead + Send> = if gzip {
             Box::new(BufReader::with_capacity(
                 64 * 1024,
@@ -237,13 +240,20 @@ fn emit_value(value: Value, position: &str, emit: &mut dyn FnMut(Signal)) {
                 }
                 return;
             }
-            let wrapper_type = object.get("type").and_then(Value::as_str).map(str::to_owned);
+            let wrapper_type = object
+                .get("type")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             if let (Some(kind), true) = (wrapper_type.as_deref(), object.contains_key("object")) {
                 let delivery = match kind {
                     "ADDED" | "MODIFIED" => Delivery::Applied,
                     "DELETED" => Delivery::Deleted,
                     other => {
-                        debug!(position, watch_event = other, "skipped a watch event without an Event");
+                        debug!(
+                            position,
+                            watch_event = other,
+                            "skipped a watch event without an Event"
+                        );
                         return;
                     }
                 };
@@ -265,7 +275,11 @@ fn emit_object(object: Value, delivery: Delivery, position: &str, emit: &mut dyn
         None => object.get("involvedObject").is_some() || object.get("regarding").is_some(),
     };
     if !is_event {
-        debug!(position, kind = kind.unwrap_or("<none>"), "skipped an object that is not an Event");
+        debug!(
+            position,
+            kind = kind.unwrap_or("<none>"),
+            "skipped an object that is not an Event"
+        );
         return;
     }
     let event = SlimEvent::deserialize(object)
@@ -535,7 +549,11 @@ mod tests {
     fn values_on_one_line_split_too() {
         assert_eq!(
             splits("{\"a\":1} {\"b\":2}{\"c\":3}"),
-            vec![value(0, "{\"a\":1}"), value(8, "{\"b\":2}"), value(15, "{\"c\":3}")]
+            vec![
+                value(0, "{\"a\":1}"),
+                value(8, "{\"b\":2}"),
+                value(15, "{\"c\":3}")
+            ]
         );
     }
 
@@ -543,7 +561,9 @@ mod tests {
     fn a_truncated_value_costs_only_itself() {
         let input = "{\"a\": {\"b\": 1\n{\"ok\": true}\n";
         let got = splits(input);
-        assert!(matches!(&got[0], Split::Garbage { offset: 0, reason } if reason.contains("truncated")));
+        assert!(
+            matches!(&got[0], Split::Garbage { offset: 0, reason } if reason.contains("truncated"))
+        );
         assert_eq!(got[1], value(14, "{\"ok\": true}"));
         let at_end = splits("{\"ok\": 1}\n{\"cut\": ");
         assert!(matches!(&at_end[1], Split::Garbage { offset: 10, .. }));
@@ -561,7 +581,10 @@ mod tests {
     fn yaml_documents_split_on_separators_with_lines() {
         let docs = yaml_documents("# c\na: 1\n---\nb: 2\n--- \n\n---\nc: 3\n");
         let found: Vec<(usize, &str)> = docs.iter().map(|d| (d.line, d.text)).collect();
-        assert_eq!(found, vec![(1, "# c\na: 1\n"), (4, "b: 2\n"), (8, "c: 3\n")]);
+        assert_eq!(
+            found,
+            vec![(1, "# c\na: 1\n"), (4, "b: 2\n"), (8, "c: 3\n")]
+        );
     }
 
     #[test]
@@ -571,8 +594,14 @@ mod tests {
         };
         assert_eq!(format(b"  \n{\"a\":1}").unwrap(), InputFormat::Json);
         assert_eq!(format(b"[]").unwrap(), InputFormat::Json);
-        assert_eq!(format(b"apiVersion: v1\nkind: List\n").unwrap(), InputFormat::Yaml);
-        assert_eq!(format(b"# dump\n---\nkind: Event\n").unwrap(), InputFormat::Yaml);
+        assert_eq!(
+            format(b"apiVersion: v1\nkind: List\n").unwrap(),
+            InputFormat::Yaml
+        );
+        assert_eq!(
+            format(b"# dump\n---\nkind: Event\n").unwrap(),
+            InputFormat::Yaml
+        );
         assert_eq!(format(b"").unwrap(), InputFormat::Empty);
         assert_eq!(format(b"\n\n").unwrap(), InputFormat::Empty);
         let neither = format(b"\x00\x01\x02\xff\xfe").err().unwrap().to_string();

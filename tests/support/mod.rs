@@ -27,6 +27,18 @@ pub async fn start_exporter(api: &FakeApi, extra: &[&str]) -> Running {
     app::start(&config).await.expect("exporter starts")
 }
 
+/// The exporter started with exactly these flags (plus an ephemeral port), no cluster.
+pub async fn start_exporter_with(flags: &[&str]) -> Running {
+    let mut args = vec![
+        "kube-event-metrics".to_string(),
+        "--web.listen-address".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(flags.iter().map(|arg| arg.to_string()));
+    let config = Config::load(args).expect("config");
+    app::start(&config).await.expect("exporter starts")
+}
+
 /// A response read off the wire.
 pub struct HttpResponse {
     pub status: u16,
@@ -177,7 +189,7 @@ impl Scrape {
 
 /// Scrapes until `ready` holds (at most 15 s), then returns that scrape.
 pub async fn scrape_until(addr: SocketAddr, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let scrape = scrape(addr).await;
         if ready(&scrape) {
