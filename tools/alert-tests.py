@@ -254,6 +254,8 @@ add("exporter",
          [("20m", [inst])]),
     case(A, "a synced leader stays silent", [(synced, "0x3 1x30"), (leader, "1x30")], [("20m", [])]),
     case(A, "a standby never pages", [(synced, "0x30"), (leader, "0x30")], [("20m", [])]),
+    case(A, "first occurrence: a new instance that appears and never syncs",
+         [(synced, "_x5 0x30"), (leader, "_x5 1x30")], [("15m", []), ("25m", [inst])]),
     case(A, "restart: a restart that syncs again stays silent",
          [(synced, "1x10 _ 0x2 1x30"), (leader, "1x10 _ 1x32")], [("14m", []), ("30m", [])]),
     )

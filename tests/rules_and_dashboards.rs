@@ -1,0 +1,316 @@
+//! Static checks of the alert rules and dashboards; the promtool runs need Debian's prometheus.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+const RULES: &str = "alerts/kube-event-metrics.rules.yaml";
+const DASHBOARDS: [&str; 2] = [
+    "dashboards/kube-events-overview.json",
+    "dashboards/kube-event-metrics-health.json",
+];
+
+fn rules() -> Vec<Value> {
+    let file: Value = serde_saphyr::from_str(&std::fs::read_to_string(RULES).unwrap()).unwrap();
+    file["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["rules"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn test_files() -> String {
+    std::fs::read_dir("alerts/tests")
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_alert_is_documented_labelled_and_tested() {
+    let runbooks = std::fs::read_to_string("docs/runbooks.md").unwrap();
+    let tests: Value = {
+        let cases: Vec<Value> = std::fs::read_dir("alerts/tests")
+            .unwrap()
+            .flat_map(|entry| {
+                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+                let file: Value = serde_saphyr::from_str(&text).unwrap();
+                file["tests"].as_array().unwrap().clone()
+            })
+            .collect();
+        Value::Array(cases)
+    };
+    let all = rules();
+    assert!(all.len() >= 14);
+    for rule in &all {
+        let name = rule["alert"].as_str().expect("only alerting rules");
+        assert!(
+            ["critical", "warning", "info"]
+                .contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
+            "{name}: severity"
+        );
+        assert!(rule["for"].as_str().is_some(), "{name}: a deliberate for");
+        let annotations = &rule["annotations"];
+        assert!(
+            annotations["summary"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{name}"
+        );
+        let description = annotations["description"].as_str().unwrap_or("");
+        if !["KubeEventMetricsDown"].contains(&name) {
+            assert!(
+                description.contains("{{ $labels."),
+                "{name}: description uses $labels"
+            );
+        }
+        let url = annotations["runbook_url"].as_str().unwrap_or("");
+        let anchor = url
+            .rsplit_once("docs/runbooks.md#")
+            .map(|(_, a)| a)
+            .unwrap_or("");
+        assert_eq!(anchor, name.to_lowercase(), "{name}: runbook_url");
+        assert!(
+            runbooks.contains(&format!("\n## {name}\n")),
+            "{name}: no runbook section"
+        );
+
+        let cases: Vec<&Value> = tests
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|case| {
+                case["alert_rule_test"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["alertname"] == name)
+            })
+            .collect();
+        let fires =
+            cases.iter().any(|case| {
+                case["alert_rule_test"].as_array().unwrap().iter().any(|t| {
+                    t["alertname"] == name && !t["exp_alerts"].as_array().unwrap().is_empty()
+                })
+            });
+        let silent =
+            cases.iter().any(|case| {
+                case["alert_rule_test"].as_array().unwrap().iter().any(|t| {
+                    t["alertname"] == name && t["exp_alerts"].as_array().unwrap().is_empty()
+                })
+            });
+        let named = |word: &str| {
+            cases
+                .iter()
+                .any(|case| case["name"].as_str().unwrap_or("").starts_with(word))
+        };
+        assert!(
+            fires && silent,
+            "{name}: needs a case that fires and one that stays silent"
+        );
+        assert!(
+            named("first occurrence"),
+            "{name}: no first-occurrence case"
+        );
+        assert!(named("restart"), "{name}: no restart case");
+    }
+}
+
+#[test]
+fn event_alerts_select_our_job_and_health_alerts_respect_the_leader() {
+    for rule in rules() {
+        let name = rule["alert"].as_str().unwrap();
+        let expr = rule["expr"].as_str().unwrap();
+        assert!(
+            expr.contains(r#"job="kube-event-metrics""#),
+            "{name}: selects the job"
+        );
+        if expr.contains("kube_event_metrics_synced") {
+            assert!(
+                expr.contains("kube_event_metrics_leader"),
+                "{name}: joins on the leader"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs promtool (Debian package prometheus); .ci/run installs it"]
+fn promtool_checks_and_tests_the_rules() {
+    let check = Command::new("promtool")
+        .args(["check", "rules", RULES])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let files: Vec<String> = std::fs::read_dir("alerts/tests")
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    assert!(!files.is_empty());
+    let test = Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(!test_files().is_empty());
+}
+
+fn dashboard(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `datasource` object in the dashboard.
+fn datasources(value: &Value, found: &mut Vec<Value>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if key == "datasource" {
+                    found.push(inner.clone());
+                }
+                datasources(inner, found);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| datasources(item, found)),
+        _ => {}
+    }
+}
+
+fn exprs(board: &Value) -> Vec<String> {
+    board["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap().clone())
+        .map(|target| target["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn dashboards_are_portable_and_consistent() {
+    let mut uids = BTreeSet::new();
+    for path in DASHBOARDS {
+        let board = dashboard(path);
+        assert!(
+            uids.insert(board["uid"].as_str().unwrap().to_owned()),
+            "{path}: uid"
+        );
+        assert!(board["schemaVersion"].as_u64().unwrap() >= 39);
+        assert!(!board["tags"].as_array().unwrap().is_empty());
+        let ids: Vec<u64> = board["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            ids.iter().collect::<BTreeSet<_>>().len(),
+            "{path}: panel ids"
+        );
+
+        let mut found = Vec::new();
+        datasources(&board, &mut found);
+        for datasource in found {
+            let uid = datasource["uid"].as_str().unwrap_or("");
+            assert!(
+                uid == "${datasource}" || uid == "-- Grafana --",
+                "{path}: hard-coded datasource {datasource}"
+            );
+        }
+
+        let variables = board["templating"]["list"].as_array().unwrap();
+        assert_eq!(variables[0]["type"], "datasource");
+        assert_eq!(variables[0]["query"], "prometheus");
+        let text = board.to_string();
+        let queries = exprs(&board).join("\n")
+            + &variables
+                .iter()
+                .filter_map(|v| v["definition"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+        for variable in variables {
+            let name = variable["name"].as_str().unwrap();
+            let used = if name == "datasource" {
+                text.contains("${datasource}")
+            } else {
+                queries.contains(&format!("${name}\""))
+            };
+            assert!(used, "{path}: variable {name} is never used");
+        }
+        if path.ends_with("overview.json") {
+            for name in ["job", "namespace", "kind", "reason", "type"] {
+                let variable = variables.iter().find(|v| v["name"] == name).expect(name);
+                if name != "job" {
+                    assert_eq!(variable["multi"], true, "{name}");
+                }
+                assert_eq!(variable["includeAll"], true, "{name}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn dashboard_queries_name_only_metrics_the_exporter_serves() {
+    let exporter = support::start_exporter_with(&["--demo", "--demo.speed", "200"]).await;
+    let scrape = support::scrape_until(exporter.local_addr, "demo series", |s| {
+        !s.event_series().is_empty()
+    })
+    .await;
+    let served: BTreeSet<String> = scrape
+        .text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
+        .collect();
+    // Prometheus adds these to every target.
+    let from_prometheus = ["up", "scrape_duration_seconds"];
+    let metric = regex::Regex::new(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{").unwrap();
+    for path in DASHBOARDS {
+        let board = dashboard(path);
+        let definitions: Vec<String> = board["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["definition"].as_str().map(str::to_owned))
+            .collect();
+        for expr in exprs(&board).into_iter().chain(definitions) {
+            for name in metric.captures_iter(&expr).map(|c| c[1].to_owned()) {
+                assert!(
+                    served.contains(&name) || from_prometheus.contains(&name.as_str()),
+                    "{path}: {name} in {expr} is not served"
+                );
+            }
+            if let Some(rest) = expr.strip_prefix("label_values(") {
+                let name = rest.split(['{', ',']).next().unwrap();
+                assert!(served.contains(name), "{path}: {name}");
+            }
+        }
+    }
+    for rule in rules() {
+        let expr = rule["expr"].as_str().unwrap();
+        for name in metric.captures_iter(expr).map(|c| c[1].to_owned()) {
+            assert!(
+                served.contains(&name) || from_prometheus.contains(&name.as_str()),
+                "{}: {name} is not served",
+                rule["alert"]
+            );
+        }
+    }
+    exporter.stop().await;
+}
