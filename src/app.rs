@@ -2,7 +2,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -10,7 +12,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, SourceConfig};
 use crate::ingest::Ingest;
@@ -20,6 +22,7 @@ use crate::source::Signal;
 use crate::source::demo::{Recording, RecordingError};
 use crate::source::kube::watch_events;
 use crate::source::replay::{ReplayError, ReplayInput};
+use crate::state;
 use crate::store::SeriesStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,57 @@ async fn signals(config: &Config) -> Result<BoxStream<'static, Signal>, StartErr
 
 const SIGNAL_BUFFER: usize = 1024;
 
+/// How often the ledger is snapshotted to `--state-file` when it changed.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where and for which watches the ledger is snapshotted.
+struct Persistence {
+    path: PathBuf,
+    fingerprints: Arc<[u64]>,
+}
+
+impl Persistence {
+    /// Writes a snapshot in the background if the ledger changed.
+    fn write(&self, ingest: &mut Ingest) -> Option<JoinHandle<()>> {
+        let bytes = ingest.take_snapshot(&self.fingerprints)?;
+        let path = self.path.clone();
+        Some(tokio::task::spawn_blocking(
+            move || match state::write_atomic(&path, &bytes) {
+                Ok(()) => {
+                    debug!(path = %path.display(), bytes = bytes.len(), "state snapshot written")
+                }
+                Err(error) => warn!(path = %path.display(), %error, "cannot write the state file"),
+            },
+        ))
+    }
+}
+
+/// Restores `--state-file` into `ingest` when it is fresh; a missing, stale or corrupt file falls
+/// back to the baseline with a warning.
+fn persistence(config: &Config, ingest: &mut Ingest) -> Option<Persistence> {
+    let path = config.state_file.clone()?;
+    let SourceConfig::Kube { watches } = &config.source else {
+        return None;
+    };
+    let fingerprints: Arc<[u64]> = watches
+        .iter()
+        .map(|watch| state::fingerprint(&watch.describe()))
+        .collect();
+    match state::load(&path, config.state_file_max_age) {
+        Ok(snapshot) => {
+            let restored = ingest.restore(snapshot, &fingerprints);
+            info!(path = %path.display(), restored, "state restored; the first list is diffed against it");
+        }
+        Err(state::StateError::Missing(_)) => {
+            info!(path = %path.display(), "no state file yet; the first list is the baseline");
+        }
+        Err(error) => {
+            warn!(path = %path.display(), %error, "state file not used; the first list is the baseline");
+        }
+    }
+    Some(Persistence { path, fingerprints })
+}
+
 fn receiver_stream(receiver: mpsc::Receiver<Signal>) -> BoxStream<'static, Signal> {
     futures::stream::unfold(receiver, |mut receiver| async move {
         let signal = receiver.recv().await?;
@@ -186,17 +240,37 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
 
     let mut ingest = new_ingest(config, &store, &stats);
+    let persistence = persistence(config, &mut ingest);
     let ingest_stop = wait_stop(stopped.clone());
     let ingest_task = tokio::spawn(async move {
         let mut signals = signals;
         tokio::pin!(ingest_stop);
+        let mut tick = tokio::time::interval(SNAPSHOT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut writing: Option<JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 signal = signals.next() => match signal {
                     Some(signal) => ingest.handle(signal),
                     None => break,
                 },
+                _ = tick.tick(), if persistence.is_some() => {
+                    // One write at a time; a slow disk skips a round rather than queueing.
+                    if writing.as_ref().is_none_or(|w| w.is_finished())
+                        && let Some(persistence) = &persistence
+                    {
+                        writing = persistence.write(&mut ingest);
+                    }
+                }
                 () = &mut ingest_stop => break,
+            }
+        }
+        if let Some(persistence) = &persistence {
+            if let Some(pending) = writing {
+                let _ = pending.await;
+            }
+            if let Some(last) = persistence.write(&mut ingest) {
+                let _ = last.await;
             }
         }
     });

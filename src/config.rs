@@ -1,6 +1,7 @@
 //! Command-line flags and their validation. A bad value fails start-up with one line naming it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -116,6 +117,18 @@ pub struct Flags {
     )]
     pub log_format: LogFormat,
 
+    /// Snapshot the counting memory here so a restart counts what happened meanwhile exactly once.
+    #[arg(long = "state-file", value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+
+    /// Ignore a state file older than this (the API server keeps Events about an hour).
+    #[arg(
+        long = "state-file.max-age",
+        value_name = "DURATION",
+        default_value = "1h"
+    )]
+    pub state_file_max_age: String,
+
     /// Count Events from a file (or - for stdin) instead of a cluster: `kubectl get events -o json`
     /// or `-o yaml`, or a `-w -o json` watch stream, gzip or not. Counts history (implies
     /// --count-existing) and keeps serving after the end of the input.
@@ -170,6 +183,8 @@ pub enum ConfigError {
     Combination(&'static str),
     #[error("invalid --demo.speed {0}: must be a number above 0")]
     DemoSpeed(f64),
+    #[error("invalid --state-file.max-age {0:?}: a duration such as 1h, 30m or 90s")]
+    MaxAge(String),
     #[error("invalid --{flag} {pattern:?}: {reason}")]
     Regex {
         flag: &'static str,
@@ -192,6 +207,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// `--once`: print the metrics at the end of the replay and exit.
     pub once: bool,
+    pub state_file: Option<PathBuf>,
+    pub state_file_max_age: Duration,
     pub count_existing: bool,
     pub max_series: usize,
     pub log_level: LogLevel,
@@ -336,6 +353,10 @@ struct FileSettings {
     log_level: Option<LogLevel>,
     #[serde(rename = "log.format")]
     log_format: Option<LogFormat>,
+    #[serde(rename = "state-file")]
+    state_file: Option<PathBuf>,
+    #[serde(rename = "state-file.max-age")]
+    state_file_max_age: Option<String>,
     replay: Option<PathBuf>,
     once: Option<bool>,
     demo: Option<bool>,
@@ -390,6 +411,8 @@ impl FileSettings {
             max_series,
             log_level,
             log_format,
+            state_file,
+            state_file_max_age,
             replay,
             once,
             demo,
@@ -497,6 +520,13 @@ impl Config {
                 "--field-selector with --replay or --demo: it is applied by the API server",
             ));
         }
+        if offline && flags.state_file.is_some() {
+            return Err(ConfigError::Combination(
+                "--state-file with --replay or --demo: only watches keep state",
+            ));
+        }
+        let state_file_max_age = parse_duration(&flags.state_file_max_age)
+            .ok_or_else(|| ConfigError::MaxAge(flags.state_file_max_age.clone()))?;
         if !(flags.demo_speed.is_finite() && flags.demo_speed > 0.0) {
             return Err(ConfigError::DemoSpeed(flags.demo_speed));
         }
@@ -542,6 +572,8 @@ impl Config {
                 (None, false) => SourceConfig::Kube { watches },
             },
             once: flags.once,
+            state_file: flags.state_file,
+            state_file_max_age,
             filters,
             // A dump or a recording is history the user asks to count.
             count_existing: flags.count_existing || offline,
@@ -550,6 +582,34 @@ impl Config {
             log_format: flags.log_format,
         })
     }
+}
+
+/// Prometheus-style durations: `1h`, `30m`, `90s`, `1h30m`, `500ms`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let amount: u64 = rest[..digits].parse().ok()?;
+        let after = &rest[digits..];
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let unit = match &after[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        total += unit.checked_mul(u32::try_from(amount).ok()?)?;
+        rest = &after[unit_len..];
+    }
+    Some(total)
 }
 
 /// `:8080` means every interface, as in the Prometheus exporters.
@@ -663,6 +723,17 @@ mod tests {
     }
 
     #[test]
+    fn durations_parse_like_prometheus() {
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        for bad in ["", "1", "h", "1x", "-1h", "1.5h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_flag() {
         for (args, flag) in [
             (
@@ -677,6 +748,10 @@ mod tests {
             (&["--namespace", "a", "--namespace", "a"][..], "--namespace"),
             (&["--types", "Warn ing"][..], "--types"),
             (&["--max-series", "0"][..], "--max-series"),
+            (
+                &["--state-file.max-age", "soon"][..],
+                "--state-file.max-age",
+            ),
         ] {
             let error = parse(args).unwrap_err().to_string();
             assert!(error.contains(flag), "{args:?}: {error}");
@@ -714,6 +789,8 @@ include-reason: [Back.*, Failed.*]
 exclude-reason: BackOff
 exclude-namespace: [kube-.*]
 count-existing: true
+state-file: /var/lib/kem/state
+state-file.max-age: 30m
 max-series: 500
 log.level: debug
 log.format: json
@@ -744,6 +821,8 @@ log.format: json
             "--exclude-reason=BackOff",
             "--exclude-namespace=kube-.*",
             "--count-existing",
+            "--state-file=/var/lib/kem/state",
+            "--state-file.max-age=30m",
             "--max-series=500",
             "--log.level=debug",
             "--log.format=json",

@@ -11,6 +11,7 @@ use crate::config::LabelFilters;
 use crate::ledger::{Ledger, Outcome, WatchId};
 use crate::metrics::SelfStats;
 use crate::source::{Delivery, Observation, Signal};
+use crate::state;
 use crate::store::{KeyScratch, SeriesStore};
 
 pub struct Ingest {
@@ -20,6 +21,8 @@ pub struct Ingest {
     filters: LabelFilters,
     scratch: KeyScratch,
     list_started_once: Vec<bool>,
+    /// The ledger changed since the last snapshot.
+    dirty: bool,
 }
 
 impl Ingest {
@@ -37,10 +40,27 @@ impl Ingest {
             filters,
             scratch: KeyScratch::default(),
             list_started_once: vec![false; watches],
+            dirty: false,
         }
     }
 
+    /// Restores a `--state-file` snapshot before the first signal; returns the Events restored.
+    pub fn restore(&mut self, snapshot: state::Snapshot, fingerprints: &[u64]) -> usize {
+        let restored = state::restore(&mut self.ledger, snapshot, fingerprints);
+        self.publish_size();
+        restored
+    }
+
+    /// The ledger encoded for `--state-file` if it changed since the last call.
+    pub fn take_snapshot(&mut self, fingerprints: &[u64]) -> Option<Vec<u8>> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        Some(state::encode(&self.ledger, fingerprints))
+    }
+
     pub fn handle(&mut self, signal: Signal) {
+        self.dirty |= !matches!(signal, Signal::WatchError { .. });
         let result = match signal {
             Signal::ListStarted(watch) => self.list_started(watch),
             Signal::Object {
@@ -134,7 +154,7 @@ impl Ingest {
             tracked = self.ledger.len(),
             "list complete"
         );
-        if completion.first && self.ledger.all_baselined() {
+        if completion.first && self.ledger.all_synced() {
             self.stats.synced.store(true, Ordering::Release);
             info!("every watch completed its first list; ready");
         }

@@ -93,8 +93,10 @@ struct Entry {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct WatchState {
-    /// The watch's first list has completed: rule 1 no longer applies.
-    baselined: bool,
+    /// Rule 1 no longer applies: the first list completed, or a snapshot replaced it.
+    counting: bool,
+    /// The watch has completed a list (readiness).
+    synced: bool,
     listing: bool,
     generation: u16,
 }
@@ -168,8 +170,42 @@ impl Ledger {
     }
 
     /// Every watch has completed its first list.
-    pub fn all_baselined(&self) -> bool {
-        self.watches.iter().all(|watch| watch.baselined)
+    pub fn all_synced(&self) -> bool {
+        self.watches.iter().all(|watch| watch.synced)
+    }
+
+    /// Occurrences remembered per Event, for a snapshot: (uid, occurrences, watch).
+    pub fn entries(&self) -> impl Iterator<Item = (UidKey, u32, WatchId)> + '_ {
+        self.entries
+            .iter()
+            .map(|(uid, entry)| (*uid, entry.occurrences, entry.watch))
+    }
+
+    /// Restores what a snapshot remembered for `watch` before its first list, which is then
+    /// diffed against it instead of being taken as the baseline: occurrences during a restart
+    /// count once. Series ids are not kept across restarts; the next observation of each Event
+    /// brings its series.
+    pub fn restore(
+        &mut self,
+        watch: WatchId,
+        remembered: impl IntoIterator<Item = (UidKey, u32)>,
+    ) -> Result<usize, LedgerError> {
+        let state = self.watch_mut(watch)?;
+        state.counting = true;
+        let generation = state.generation;
+        let before = self.entries.len();
+        for (uid, occurrences) in remembered {
+            self.entries.insert(
+                uid,
+                Entry {
+                    occurrences,
+                    series: SeriesId::MAX,
+                    watch,
+                    generation,
+                },
+            );
+        }
+        Ok(self.entries.len() - before)
     }
 
     fn watch_mut(&mut self, watch: WatchId) -> Result<&mut WatchState, LedgerError> {
@@ -196,7 +232,7 @@ impl Ledger {
     ) -> Result<Outcome, LedgerError> {
         let count_existing = self.count_existing;
         let state = *self.watch_mut(watch)?;
-        let in_baseline = !state.baselined && !count_existing;
+        let in_baseline = !state.counting && !count_existing;
         let entry = Entry {
             occurrences,
             series,
@@ -239,9 +275,10 @@ impl Ledger {
     /// while we were not watching, so they are forgotten (rule 4).
     pub fn list_done(&mut self, watch: WatchId) -> Result<ListCompletion, LedgerError> {
         let state = self.watch_mut(watch)?;
-        let first = !state.baselined;
+        let first = !state.synced;
         let was_listing = state.listing;
-        state.baselined = true;
+        state.synced = true;
+        state.counting = true;
         state.listing = false;
         let generation = state.generation;
         let mut forgotten = 0;
@@ -425,7 +462,7 @@ mod tests {
         ledger.list_started(W1).unwrap();
         ledger.observe(W0, uid(1), S, 3).unwrap();
         ledger.list_done(W0).unwrap();
-        assert!(!ledger.all_baselined());
+        assert!(!ledger.all_synced());
         // W1 is still in its baseline while W0 is live.
         assert_eq!(
             ledger.observe(W1, uid(2), S, 4).unwrap(),
@@ -433,7 +470,7 @@ mod tests {
         );
         assert_eq!(ledger.observe(W0, uid(3), S, 2).unwrap(), inc(S, 2));
         ledger.list_done(W1).unwrap();
-        assert!(ledger.all_baselined());
+        assert!(ledger.all_synced());
 
         // W1 relists and its Event is gone; W0's Events must survive.
         ledger.list_started(W1).unwrap();
@@ -471,6 +508,48 @@ mod tests {
             ledger.observe(3, uid(1), S, 1),
             Err(LedgerError::UnknownWatch(3))
         );
+    }
+
+    #[test]
+    fn a_restored_snapshot_replaces_the_baseline() {
+        let mut ledger = Ledger::new(2, false);
+        // Watch 0 was restored; watch 1 had no snapshot.
+        assert_eq!(ledger.restore(W0, [(uid(1), 5), (uid(2), 3)]).unwrap(), 2);
+        assert!(!ledger.all_synced(), "restoring is not listing");
+        ledger.list_started(W0).unwrap();
+        ledger.list_started(W1).unwrap();
+        // Grew while the exporter was down: counted once.
+        assert_eq!(ledger.observe(W0, uid(1), S, 8).unwrap(), inc(S, 3));
+        // Created while it was down.
+        assert_eq!(ledger.observe(W0, uid(3), S, 2).unwrap(), inc(S, 2));
+        // Watch 1 still takes its first list as the baseline.
+        assert_eq!(
+            ledger.observe(W1, uid(4), S, 9).unwrap(),
+            Outcome::Remembered
+        );
+        // uid(2) was deleted while it was down: forgotten when the list completes.
+        assert_eq!(
+            ledger.list_done(W0).unwrap(),
+            ListCompletion {
+                first: true,
+                forgotten: 1
+            }
+        );
+        ledger.list_done(W1).unwrap();
+        assert!(ledger.all_synced());
+        let mut remembered: Vec<_> = ledger.entries().collect();
+        remembered.sort();
+        assert_eq!(
+            remembered,
+            vec![(uid(1), 8, W0), (uid(3), 2, W0), (uid(4), 9, W1)]
+        );
+    }
+
+    #[test]
+    fn ledger_entries_stay_small() {
+        // Rule 7: a fixed-size entry per Event, 12 bytes beside the 16-byte key.
+        assert_eq!(std::mem::size_of::<Entry>(), 12);
+        assert_eq!(std::mem::size_of::<(UidKey, Entry)>(), 32);
     }
 
     #[test]

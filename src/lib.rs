@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod process;
 pub mod server;
 pub mod source;
+pub mod state;
 pub mod store;
