@@ -1,0 +1,179 @@
+//! The manifests: rendered with kubectl's kustomize, validated against the Kubernetes schemas,
+//! least-privilege RBAC, and the PrometheusRule identical to alerts/.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn render(dir: &str) -> Vec<Value> {
+    let output = Command::new("kubectl")
+        .args(["kustomize", dir])
+        .output()
+        .expect("kubectl is installed");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    text.split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize (preinstalled) and the PyPI package kubernetes-validate; .ci/run installs it"]
+fn rendered_manifests_validate_against_the_kubernetes_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = render("deploy");
+    let mut files = Vec::new();
+    for (index, object) in objects.iter().enumerate() {
+        let kind = object["kind"].as_str().unwrap();
+        if kind == "ServiceMonitor" || kind == "PrometheusRule" {
+            continue; // CRDs: checked by their structure below
+        }
+        let path = dir.path().join(format!("{index}-{kind}.json"));
+        std::fs::write(&path, object.to_string()).unwrap();
+        files.push(path);
+    }
+    let output = Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--kubernetes-version",
+            "1.32.0",
+        ])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate is installed");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize (preinstalled on the machine)"]
+fn rbac_grants_only_list_and_watch_on_events() {
+    let objects = render("deploy");
+    let roles = find(&objects, "ClusterRole");
+    assert_eq!(roles.len(), 1);
+    assert!(find(&objects, "Role").is_empty());
+    let rules = roles[0]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    let rule = &rules[0];
+    let strings = |v: &Value| -> Vec<String> {
+        let mut list: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        list.sort();
+        list
+    };
+    assert_eq!(strings(&rule["apiGroups"]), vec!["", "events.k8s.io"]);
+    assert_eq!(strings(&rule["resources"]), vec!["events"]);
+    assert_eq!(strings(&rule["verbs"]), vec!["list", "watch"]);
+    let binding = find(&objects, "ClusterRoleBinding")[0];
+    assert_eq!(binding["roleRef"]["name"], roles[0]["metadata"]["name"]);
+    let account = find(&objects, "ServiceAccount")[0];
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        account["metadata"]["namespace"]
+    );
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize (preinstalled on the machine)"]
+fn the_deployment_is_locked_down_and_scraped_with_our_labels() {
+    let objects = render("deploy");
+    for object in &objects {
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(
+            labels["app.kubernetes.io/name"], "kube-event-metrics",
+            "{}",
+            object["kind"]
+        );
+        assert!(labels["app.kubernetes.io/version"].is_string());
+    }
+    let deployment = find(&objects, "Deployment")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(pod["securityContext"]["runAsUser"].as_u64().unwrap() > 0);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"][0], "ALL");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let state = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--state-file="))
+        .expect("--state-file");
+    let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    assert!(
+        state.starts_with(mount),
+        "the state file lives on the mounted volume"
+    );
+    assert!(pod["volumes"][0]["emptyDir"].is_object());
+
+    // The flags the manifest passes are flags the binary accepts.
+    let mut full = vec!["kube-event-metrics".to_string()];
+    full.extend(args.iter().map(|a| a.to_string()));
+    kube_event_metrics::config::Config::load(full).expect("manifest flags are valid");
+
+    let service = find(&objects, "Service")[0];
+    assert_eq!(
+        service["metadata"]["name"], "kube-event-metrics",
+        "the job name the rules select"
+    );
+    assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
+    let monitor = find(&objects, "ServiceMonitor")[0];
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["honorLabels"], true);
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    for (key, value) in selector {
+        assert_eq!(
+            &service["metadata"]["labels"][key], value,
+            "ServiceMonitor selects the Service"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize (preinstalled on the machine)"]
+fn the_prometheus_rule_carries_exactly_the_rule_file() {
+    let objects = render("deploy");
+    let rule = find(&objects, "PrometheusRule")[0];
+    let file: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string("alerts/kube-event-metrics.rules.yaml").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rule["spec"]["groups"], file["groups"]);
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+}
