@@ -275,11 +275,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }
     });
 
-    let state = Arc::new(ServerState {
-        registry: metrics::registry(store.clone(), stats.clone()),
-        stats: stats.clone(),
-        telemetry_path: config.telemetry_path.clone(),
-    });
+    let state = Arc::new(ServerState::new(
+        metrics::registry(store.clone(), stats.clone()),
+        stats.clone(),
+        config.telemetry_path.clone(),
+    ));
     let server_task = tokio::spawn(server::serve(listener, state, wait_stop(stopped)));
 
     let source = match &config.source {

@@ -31,11 +31,57 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// period is 30 s, our promise is 10.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
+/// How long an encoded exposition is served again. Scrapers that arrive together (HA Prometheus
+/// pairs, federation, people with curl) share one encoding, so scraping cannot starve ingestion of
+/// CPU; a quarter second is far below any scrape interval.
+const EXPOSITION_REUSE: Duration = Duration::from_millis(250);
+
 /// What the routes read.
 pub struct ServerState {
     pub registry: Registry,
     pub stats: Arc<SelfStats>,
     pub telemetry_path: String,
+    pub expositions: ExpositionCache,
+}
+
+impl ServerState {
+    pub fn new(registry: Registry, stats: Arc<SelfStats>, telemetry_path: String) -> Self {
+        Self {
+            registry,
+            stats,
+            telemetry_path,
+            expositions: ExpositionCache::default(),
+        }
+    }
+}
+
+/// The latest encoding per format and compression. Only scrapes take its lock.
+#[derive(Default)]
+pub struct ExpositionCache {
+    entries: std::sync::Mutex<Vec<(Format, bool, std::time::Instant, Bytes)>>,
+}
+
+impl ExpositionCache {
+    /// A fresh enough body, or a new one from `encode`; one encoding at a time, so scrapers
+    /// arriving during an encoding wait for it instead of starting their own.
+    fn get_or_encode(
+        &self,
+        format: Format,
+        gzip: bool,
+        encode: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if let Some((_, _, _, body)) = entries.iter().find(|(f, g, at, _)| {
+            *f == format && *g == gzip && now.duration_since(*at) < EXPOSITION_REUSE
+        }) {
+            return Some(body.clone());
+        }
+        let body = encode()?;
+        entries.retain(|(f, g, _, _)| !(*f == format && *g == gzip));
+        entries.push((format, gzip, now, body.clone()));
+        Some(body)
+    }
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
@@ -110,21 +156,18 @@ fn metrics_response(state: &ServerState, headers: &HeaderMap) -> Response<Full<B
             .and_then(|value: &HeaderValue| value.to_str().ok())
     };
     let format = Format::negotiate(header(ACCEPT));
-    let Ok(body) = metrics::encode(&state.registry, format) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
-    };
     let gzip = header(ACCEPT_ENCODING).is_some_and(accepts_gzip);
-    let body = if gzip {
-        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-        match encoder
-            .write_all(body.as_bytes())
-            .and_then(|()| encoder.finish())
-        {
-            Ok(compressed) => Bytes::from(compressed),
-            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "compression failed\n"),
+    let encoded = state.expositions.get_or_encode(format, gzip, || {
+        let body = metrics::encode(&state.registry, format).ok()?;
+        if !gzip {
+            return Some(Bytes::from(body));
         }
-    } else {
-        Bytes::from(body)
+        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+        encoder.write_all(body.as_bytes()).ok()?;
+        encoder.finish().ok().map(Bytes::from)
+    });
+    let Some(body) = encoded else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
     };
     let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();

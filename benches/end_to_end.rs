@@ -1,0 +1,416 @@
+//! End-to-end load benchmark: a load-mode API server streams Events over loopback HTTP to the
+//! exporter binary (pinned to one core with `taskset`), and the bench measures sync time, update
+//! throughput, memory, and scrape latency alone and under ingestion, beside the rate at which
+//! serde_json alone parses the same watch lines.
+//!
+//!     cargo bench --bench end_to_end
+//!     KEM_EVENTS=100000 KEM_UPDATES=500000 KEM_SERIES=100000 cargo bench --bench end_to_end
+//!
+//! Prints one line per figure; BENCHMARKS.md records them.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The shape of the synthetic cluster.
+#[derive(Clone, Copy)]
+struct Load {
+    events: usize,
+    updates: usize,
+    series: usize,
+}
+
+/// One Event as the API server would write it: a realistic size, with the fields we ignore.
+fn event_json(out: &mut String, load: Load, index: usize, count: u64, resource_version: u64) {
+    let label_set = index % load.series;
+    let _ = write!(
+        out,
+        r#"{{"apiVersion":"v1","kind":"Event","metadata":{{"name":"pod-{index}.17a1b2c3d4e5f6a7","namespace":"ns-{ns}","uid":"00000000-0000-4000-8000-{index:012x}","resourceVersion":"{resource_version}","creationTimestamp":"2026-11-20T14:00:02Z","managedFields":[{{"manager":"kubelet","operation":"Update","apiVersion":"v1","time":"2026-11-20T14:00:02Z","fieldsType":"FieldsV1"}}]}},"involvedObject":{{"apiVersion":"v1","kind":"Pod","name":"pod-{index}","namespace":"ns-{ns}","uid":"e33fb13c-3ef4-427a-8b2d-{index:012x}","fieldPath":"spec.containers{{app}}"}},"reason":"Reason{reason}","message":"Back-off restarting failed container app in pod pod-{index}_ns-{ns}(e33fb13c-3ef4-427a-8b2d-a4c02725c3ab)","source":{{"component":"kubelet","host":"worker-{host}"}},"firstTimestamp":"2026-11-20T14:00:02Z","lastTimestamp":"2026-11-20T14:10:02Z","count":{count},"type":"Warning","eventTime":null,"reportingComponent":"kubelet","reportingInstance":"worker-{host}"}}"#,
+        ns = label_set / 40,
+        reason = label_set % 40,
+        host = index % 500,
+    );
+}
+
+fn watch_line(out: &mut String, load: Load, update: usize) {
+    out.push_str(r#"{"type":"MODIFIED","object":"#);
+    let index = update % load.events;
+    let count = 2 + (update / load.events) as u64;
+    event_json(out, load, index, count, 2 + update as u64);
+    out.push_str("}\n");
+}
+
+struct Server {
+    load: Load,
+    go: Notify,
+    /// How many halves of the updates the watch may stream (0, 1 or 2).
+    released: AtomicU64,
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(status: u16, text: String) -> hyper::Response<Body> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(text)).boxed());
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    response
+}
+
+fn handle(
+    server: Arc<Server>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Body> {
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+    };
+    let load = server.load;
+    if param("watch").is_some() {
+        // Streams the updates once released, then idles until the client leaves.
+        let (sender, receiver) = mpsc::channel::<Bytes>(16);
+        tokio::spawn(async move {
+            let half = load.updates / 2;
+            for phase in 1..=2u64 {
+                loop {
+                    let notified = server.go.notified();
+                    if server.released.load(Ordering::Acquire) >= phase {
+                        break;
+                    }
+                    notified.await;
+                }
+                let mut chunk = String::with_capacity(256 * 1024);
+                for update in (phase as usize - 1) * half..phase as usize * half {
+                    watch_line(&mut chunk, load, update);
+                    if chunk.len() > 200 * 1024 {
+                        if sender
+                            .send(Bytes::from(std::mem::take(&mut chunk)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        chunk.reserve(256 * 1024);
+                    }
+                }
+                if !chunk.is_empty() && sender.send(Bytes::from(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            sender.closed().await;
+        });
+        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+            let data = receiver.recv().await?;
+            Some((Ok::<_, Infallible>(Frame::data(data)), receiver))
+        });
+        return hyper::Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    }
+    let limit: usize = param("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(load.events);
+    let start: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let end = (start + limit).min(load.events);
+    let mut body = String::with_capacity((end - start) * 1100 + 200);
+    body.push_str(r#"{"apiVersion":"v1","kind":"EventList","metadata":{"resourceVersion":"1""#);
+    if end < load.events {
+        let _ = write!(
+            body,
+            r#","continue":"{end}","remainingItemCount":{}"#,
+            load.events - end
+        );
+    }
+    body.push_str(r#"},"items":["#);
+    for index in start..end {
+        if index > start {
+            body.push(',');
+        }
+        event_json(&mut body, load, index, 1, 1);
+    }
+    body.push_str("]}");
+    full(200, body)
+}
+
+async fn serve(load: Load) -> (SocketAddr, Arc<Server>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Arc::new(Server {
+        load,
+        go: Notify::new(),
+        released: AtomicU64::new(0),
+    });
+    let shared = server.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(handle(shared, request)) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, server)
+}
+
+struct Exporter(Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn get(addr: SocketAddr, path: &str, gzip: bool) -> (u16, Vec<u8>) {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, Vec::new());
+    };
+    let encoding = if gzip {
+        "Accept-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{encoding}Connection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, Vec::new());
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let status = response
+        .get(9..12)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+async fn watch_updates(addr: SocketAddr) -> u64 {
+    let (_, body) = get(addr, "/metrics", false).await;
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find_map(|line| line.strip_prefix("kube_event_metrics_watch_updates_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn scrape_latencies(addr: SocketAddr, count: usize) -> (Duration, Duration, usize) {
+    let mut times = Vec::with_capacity(count);
+    let mut bytes = 0;
+    for _ in 0..count {
+        let start = Instant::now();
+        let (_, body) = get(addr, "/metrics", true).await;
+        times.push(start.elapsed());
+        bytes = body.len();
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99), bytes)
+}
+
+fn serde_baseline(load: Load) -> f64 {
+    let lines = load.updates.min(500_000);
+    let mut text = String::new();
+    for update in 0..lines {
+        watch_line(&mut text, load, update);
+    }
+    let start = Instant::now();
+    let mut parsed = 0usize;
+    for line in text.lines() {
+        let event: kube::core::WatchEvent<kube_event_metrics::source::SlimEvent> =
+            serde_json::from_str(line).unwrap();
+        parsed += matches!(event, kube::core::WatchEvent::Modified(_)) as usize;
+    }
+    assert_eq!(parsed, lines);
+    lines as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` probes bench binaries with these
+    }
+    let load = Load {
+        events: env("KEM_EVENTS", 1_000_000),
+        updates: env("KEM_UPDATES", 2_000_000),
+        series: env("KEM_SERIES", 10_000),
+    };
+    println!(
+        "load: {} live Events, {} updates, {} label sets, pages of 500",
+        load.events, load.updates, load.series
+    );
+    let (api, server) = serve(load).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n    server: http://{api}\ncontexts:\n- name: l\n  context:\n    cluster: l\n    user: l\ncurrent-context: l\nusers:\n- name: l\n  user:\n    token: t\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new("taskset")
+        .args(["-c", "1", env!("CARGO_BIN_EXE_kube-event-metrics")])
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .args(["--max-series", &(load.series + 100).to_string()])
+        .args(["--log.level", "warn"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("taskset and the exporter binary");
+    let pid = child.id();
+    let _exporter = Exporter(child);
+
+    // Sync: the whole initial list.
+    let started = Instant::now();
+    let mut idle_rss = 0;
+    loop {
+        let (status, _) = get(addr, "/readyz", false).await;
+        if idle_rss == 0 && status != 0 {
+            idle_rss = status_kib(pid, "VmRSS:");
+        }
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sync = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let synced_rss = status_kib(pid, "VmRSS:");
+    println!(
+        "sync: {} Events listed in {:.2} s ({:.0} Events/s)",
+        load.events,
+        sync.as_secs_f64(),
+        load.events as f64 / sync.as_secs_f64()
+    );
+    println!(
+        "memory: idle RSS {:.1} MiB, after sync {:.1} MiB, {:.0} bytes of RSS per tracked Event (series: {})",
+        idle_rss as f64 / 1024.0,
+        synced_rss as f64 / 1024.0,
+        (synced_rss.saturating_sub(idle_rss) * 1024) as f64 / load.events as f64,
+        load.series
+    );
+
+    let (p50, p99, bytes) = scrape_latencies(addr, 30).await;
+    println!(
+        "scrape alone (gzip, {} series, {} bytes): p50 {:.1} ms, p99 {:.1} ms",
+        load.series,
+        bytes,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+
+    // Throughput: release the first half of the watch stream; time until every update counts.
+    let half = (load.updates / 2) as u64;
+    let before = watch_updates(addr).await;
+    server.released.store(1, Ordering::Release);
+    server.go.notify_waiters();
+    let started = Instant::now();
+    while watch_updates(addr).await < before + half {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let solo_time = started.elapsed();
+    let solo = half as f64 / solo_time.as_secs_f64();
+    println!(
+        "ingestion: {half} updates in {:.2} s: {solo:.0} updates/s on one core",
+        solo_time.as_secs_f64()
+    );
+
+    let parse_rate = serde_baseline(load);
+    println!(
+        "serde_json alone parses the same watch lines into the Event type at {parse_rate:.0} lines/s; exporter/serde = {:.0}%",
+        100.0 * solo / parse_rate
+    );
+
+    // The second half while ten scrapers loop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut scrapers = Vec::new();
+    for _ in 0..10 {
+        let stop = stop.clone();
+        scrapers.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                get(addr, "/metrics", true).await;
+                times.push(start.elapsed());
+            }
+            times
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = watch_updates(addr).await;
+    server.released.store(2, Ordering::Release);
+    server.go.notify_waiters();
+    let started = Instant::now();
+    while watch_updates(addr).await < before + half {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let loaded = half as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for scraper in scrapers {
+        all.extend(scraper.await.unwrap());
+    }
+    all.sort();
+    println!(
+        "ingestion with 10 scrapers looping: {loaded:.0} updates/s ({:.0}% of solo); {} scrapes, p50 {:.1} ms, p99 {:.1} ms",
+        100.0 * loaded / solo,
+        all.len(),
+        percentile(&all, 0.5).as_secs_f64() * 1e3,
+        percentile(&all, 0.99).as_secs_f64() * 1e3
+    );
+    let hwm = status_kib(pid, "VmHWM:");
+    println!(
+        "memory: peak RSS (VmHWM) {:.1} MiB; idle {:.1} MiB",
+        hwm as f64 / 1024.0,
+        idle_rss as f64 / 1024.0
+    );
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,214 @@
+//! Criterion benches of the per-update hot path and of exposition.
+//!
+//!     cargo bench --bench hot_path
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use kube_event_metrics::config::LabelFilters;
+use kube_event_metrics::ingest::Ingest;
+use kube_event_metrics::ledger::{Ledger, UidKey};
+use kube_event_metrics::metrics::{self, Format, SelfStats};
+use kube_event_metrics::source::{Delivery, Observation, OwnedLabels, Signal, SlimEvent};
+use kube_event_metrics::store::{KeyScratch, LabelValues, SeriesStore};
+
+fn labels(n: usize) -> OwnedLabels {
+    OwnedLabels {
+        namespace: format!("namespace-{}", n % 100),
+        kind: "Pod".into(),
+        reason: ["BackOff", "Unhealthy", "FailedMount", "Pulled"][n % 4].into(),
+        event_type: if n % 4 == 3 { "Normal" } else { "Warning" }.into(),
+        source: "kubelet".into(),
+    }
+}
+
+fn observation(n: usize, occurrences: u32) -> Observation {
+    Observation {
+        uid: UidKey(n as u128 * 0x9E37_79B9_7F4A_7C15),
+        labels: labels(n),
+        occurrences,
+    }
+}
+
+fn live_ingest(series_limit: usize) -> Ingest {
+    let mut ingest = Ingest::new(
+        1,
+        false,
+        LabelFilters::default(),
+        Arc::new(SeriesStore::new(series_limit)),
+        Arc::new(SelfStats::default()),
+    );
+    ingest.handle(Signal::ListStarted(0));
+    ingest.handle(Signal::ListDone(0));
+    ingest
+}
+
+fn applied(observation: Observation) -> Signal {
+    Signal::Object {
+        watch: 0,
+        delivery: Delivery::Applied,
+        event: Ok(observation),
+    }
+}
+
+fn ingest_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ingest");
+    // An update of a known Event whose label set exists: the steady state of a busy cluster.
+    group.bench_function("known_uid", |b| {
+        let mut ingest = live_ingest(10_000);
+        let known = 10_000;
+        for n in 0..known {
+            ingest.handle(applied(observation(n, 1)));
+        }
+        let mut round = 1u32;
+        let mut n = 0usize;
+        b.iter_batched(
+            || {
+                n = (n + 1) % known;
+                if n == 0 {
+                    round += 1;
+                }
+                applied(observation(n, round + 1))
+            },
+            |signal| ingest.handle(signal),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("new_uid", |b| {
+        let mut ingest = live_ingest(10_000);
+        let mut n = 0usize;
+        b.iter_batched(
+            || {
+                n += 1;
+                applied(observation(n, 1))
+            },
+            |signal| ingest.handle(signal),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+
+    c.bench_function("ledger/relist_10k", |b| {
+        let mut ledger = Ledger::new(1, false);
+        ledger.list_started(0).unwrap();
+        for n in 0..10_000 {
+            ledger.observe(0, observation(n, 1).uid, 0, 1).unwrap();
+        }
+        ledger.list_done(0).unwrap();
+        let uids: Vec<UidKey> = (0..10_000).map(|n| observation(n, 1).uid).collect();
+        b.iter(|| {
+            ledger.list_started(0).unwrap();
+            for uid in &uids {
+                ledger.observe(0, *uid, 0, 2).unwrap();
+            }
+            ledger.list_done(0).unwrap()
+        });
+    });
+
+    c.bench_function("store/intern_existing", |b| {
+        let store = SeriesStore::new(10_000);
+        let mut scratch = KeyScratch::default();
+        let owned: Vec<OwnedLabels> = (0..400).map(labels).collect();
+        for l in &owned {
+            store.intern(&l.as_values(), &mut scratch);
+        }
+        let mut n = 0;
+        b.iter(|| {
+            n = (n + 1) % owned.len();
+            store.intern(&owned[n].as_values(), &mut scratch)
+        });
+    });
+
+    let mut group = c.benchmark_group("store/increment");
+    for threads in [1usize, 4] {
+        group.bench_function(format!("{threads}_threads"), |b| {
+            let store = Arc::new(SeriesStore::new(1_000));
+            let mut scratch = KeyScratch::default();
+            let ids: Vec<u32> = (0..400)
+                .map(|n| store.intern(&labels(n).as_values(), &mut scratch))
+                .collect();
+            let ids = Arc::new(ids);
+            // Time per increment, each thread doing its share.
+            b.iter_custom(|iterations| {
+                let per_thread = iterations / threads as u64 + 1;
+                let start = Instant::now();
+                let workers: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let store = store.clone();
+                        let ids = ids.clone();
+                        std::thread::spawn(move || {
+                            for i in 0..per_thread {
+                                store.add(ids[(i as usize * 7 + t) % ids.len()], 1);
+                            }
+                        })
+                    })
+                    .collect();
+                for worker in workers {
+                    worker.join().unwrap();
+                }
+                start.elapsed()
+            });
+        });
+    }
+    group.finish();
+}
+
+fn store_with_series(count: usize) -> (Arc<SeriesStore>, Arc<SelfStats>) {
+    let store = Arc::new(SeriesStore::new(count + 10));
+    let mut scratch = KeyScratch::default();
+    for n in 0..count {
+        let namespace = format!("namespace-{}", n / 40);
+        let reason = format!("Reason{}", n % 40);
+        let id = store.intern(
+            &LabelValues {
+                namespace: &namespace,
+                kind: "Pod",
+                reason: &reason,
+                event_type: "Warning",
+                source: "kubelet",
+            },
+            &mut scratch,
+        );
+        store.add(id, n as u64);
+    }
+    (store, Arc::new(SelfStats::default()))
+}
+
+fn encoding_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    group.measurement_time(Duration::from_secs(8));
+    for series in [1_000usize, 10_000, 100_000] {
+        let (store, stats) = store_with_series(series);
+        let registry = metrics::registry(store, stats);
+        group.bench_function(format!("text_{series}"), |b| {
+            b.iter(|| metrics::encode(&registry, Format::Text).unwrap().len())
+        });
+        group.bench_function(format!("text_gzip_{series}"), |b| {
+            b.iter(|| {
+                let text = metrics::encode(&registry, Format::Text).unwrap();
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
+                encoder.finish().unwrap().len()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn decode_benches(c: &mut Criterion) {
+    let line = br#"{"type":"MODIFIED","object":{"apiVersion":"v1","kind":"Event","metadata":{"name":"web-7d9c5b6f8-x2k4q.17a1b2c3d4e5f6a7","namespace":"shop","uid":"8685df9f-42b7-4271-8323-065a8457a6d3","resourceVersion":"812341","creationTimestamp":"2026-11-20T14:00:02Z","managedFields":[{"manager":"kubelet","operation":"Update","apiVersion":"v1","time":"2026-11-20T14:00:02Z"}]},"involvedObject":{"apiVersion":"v1","kind":"Pod","name":"web-7d9c5b6f8-x2k4q","namespace":"shop","uid":"e33fb13c-3ef4-427a-8b2d-a4c02725c3ab","fieldPath":"spec.containers{web}"},"reason":"BackOff","message":"Back-off restarting failed container web in pod web-7d9c5b6f8-x2k4q_shop(e33fb13c-3ef4-427a-8b2d-a4c02725c3ab)","source":{"component":"kubelet","host":"worker-1"},"firstTimestamp":"2026-11-20T14:00:02Z","lastTimestamp":"2026-11-20T14:10:02Z","count":17,"type":"Warning","eventTime":null,"reportingComponent":"kubelet","reportingInstance":"worker-1"}}"#;
+    c.bench_function("decode/watch_line_to_observation", |b| {
+        b.iter(|| {
+            let event: kube::core::WatchEvent<SlimEvent> = serde_json::from_slice(line).unwrap();
+            match event {
+                kube::core::WatchEvent::Modified(object) => object.into_observation().ok(),
+                _ => None,
+            }
+        })
+    });
+}
+
+criterion_group!(benches, ingest_benches, encoding_benches, decode_benches);
+criterion_main!(benches);
