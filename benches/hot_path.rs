@@ -89,6 +89,31 @@ fn ingest_benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // The counting core alone: a known Event's diff and its counter's increment.
+    c.bench_function("ledger_apply_and_store_increment", |b| {
+        let mut ledger = Ledger::new(1, false);
+        ledger.list_started(0).unwrap();
+        ledger.list_done(0).unwrap();
+        let store = SeriesStore::new(1_000);
+        let mut scratch = KeyScratch::default();
+        let series: Vec<u32> = (0..400)
+            .map(|n| store.intern(&labels(n).as_values(), &mut scratch))
+            .collect();
+        let uids: Vec<UidKey> = (0..10_000).map(|n| observation(n, 1).uid).collect();
+        let mut count = 1u32;
+        let mut n = 0usize;
+        b.iter(|| {
+            n = (n + 1) % uids.len();
+            if n == 0 {
+                count += 1;
+            }
+            let outcome = ledger.observe(0, uids[n], series[n % 400], count).unwrap();
+            if let Some(increment) = outcome.increment() {
+                store.add(increment.series, increment.delta);
+            }
+        });
+    });
+
     c.bench_function("ledger/relist_10k", |b| {
         let mut ledger = Ledger::new(1, false);
         ledger.list_started(0).unwrap();

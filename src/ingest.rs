@@ -120,9 +120,12 @@ impl Ingest {
         {
             return Ok(());
         }
-        let series = self
-            .store
-            .intern(&observation.labels.as_values(), &mut self.scratch);
+        let values = observation.labels.as_values();
+        // An update of a known Event usually keeps its labels: skip interning then.
+        let series = match self.ledger.series_of(observation.uid) {
+            Some(known) if self.store.has_labels(known, &values) => known,
+            _ => self.store.intern(&values, &mut self.scratch),
+        };
         let outcome = match delivery {
             Delivery::Listed | Delivery::Applied => {
                 self.ledger

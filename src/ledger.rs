@@ -174,6 +174,11 @@ impl Ledger {
         self.watches.iter().all(|watch| watch.synced)
     }
 
+    /// The series an Event was last counted in.
+    pub fn series_of(&self, uid: UidKey) -> Option<SeriesId> {
+        self.entries.get(&uid).map(|entry| entry.series)
+    }
+
     /// Occurrences remembered per Event, for a snapshot: (uid, occurrences, watch).
     pub fn entries(&self) -> impl Iterator<Item = (UidKey, u32, WatchId)> + '_ {
         self.entries

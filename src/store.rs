@@ -225,6 +225,15 @@ impl SeriesStore {
         Some(self.next_slot.fetch_add(1, Ordering::AcqRel))
     }
 
+    /// Whether `series` is exactly the series of `labels`: a cheap check that lets an update of a
+    /// known Event skip hashing its label set.
+    pub fn has_labels(&self, series: SeriesId, labels: &LabelValues<'_>) -> bool {
+        self.slots
+            .get(series as usize)
+            .and_then(|slot| slot.key.get())
+            .is_some_and(|key| decode_key(key) == labels.values())
+    }
+
     /// Adds `delta` occurrences to a series.
     pub fn add(&self, series: SeriesId, delta: u64) {
         let Some(slot) = self.slots.get(series as usize) else {
@@ -289,6 +298,17 @@ mod tests {
         store.add(a, 3);
         assert_eq!(store.value_of(&labels("shop", "BackOff")), Some(3));
         assert_eq!(store.series(), 1);
+    }
+
+    #[test]
+    fn has_labels_matches_only_the_exact_series() {
+        let store = SeriesStore::new(10);
+        let mut scratch = KeyScratch::default();
+        let id = store.intern(&labels("shop", "BackOff"), &mut scratch);
+        assert!(store.has_labels(id, &labels("shop", "BackOff")));
+        assert!(!store.has_labels(id, &labels("shop", "Evicted")));
+        assert!(!store.has_labels(id + 1, &labels("shop", "BackOff")));
+        assert!(!store.has_labels(SeriesId::MAX, &labels("shop", "BackOff")));
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub enum Lenient<T> {
 }
 
 impl<T> Lenient<T> {
+    fn into_value(self) -> Option<T> {
+        match self {
+            Lenient::Value(value) => Some(value),
+            Lenient::Absent | Lenient::WrongType => None,
+        }
+    }
     fn value(&self) -> Option<&T> {
         match self {
             Lenient::Value(value) => Some(value),
@@ -245,6 +251,7 @@ pub struct Malformed {
 #[derive(Clone, Debug)]
 pub struct SlimEvent {
     meta: ObjectMeta,
+    uid: Option<UidKey>,
     fields: EventFields,
     malformed: Option<&'static str>,
 }
@@ -256,6 +263,7 @@ impl<'de> Deserialize<'de> for SlimEvent {
             Lenient::Absent | Lenient::WrongType => {
                 return Ok(SlimEvent {
                     meta: ObjectMeta::default(),
+                    uid: None,
                     fields: EventFields::default(),
                     malformed: Some("the object is not a JSON object"),
                 });
@@ -281,19 +289,25 @@ impl Serialize for SlimEvent {
 }
 
 impl SlimEvent {
-    fn from_fields(fields: EventFields) -> Self {
+    fn from_fields(mut fields: EventFields) -> Self {
         let malformed = malformation(&fields);
-        let meta = match fields.metadata.value() {
-            Some(metadata) => ObjectMeta {
-                name: metadata.name.value().cloned(),
-                namespace: metadata.namespace.value().cloned(),
-                resource_version: metadata.resource_version.value().cloned(),
-                ..ObjectMeta::default()
-            },
-            None => ObjectMeta::default(),
+        // Moved, not cloned: this runs for every list item and watch event.
+        let (meta, uid) = match std::mem::take(&mut fields.metadata).into_value() {
+            Some(metadata) => {
+                let uid = metadata.uid.value().map(|uid| UidKey::from_uid(uid));
+                let meta = ObjectMeta {
+                    name: metadata.name.into_value(),
+                    namespace: metadata.namespace.into_value(),
+                    resource_version: metadata.resource_version.into_value(),
+                    ..ObjectMeta::default()
+                };
+                (meta, uid)
+            }
+            None => (ObjectMeta::default(), None),
         };
         SlimEvent {
             meta,
+            uid,
             fields,
             malformed,
         }
@@ -310,54 +324,49 @@ impl SlimEvent {
 
     /// The counting view of this object, or why it must be skipped (rule 6).
     pub fn into_observation(self) -> Result<Observation, Malformed> {
+        let malformed = |event: &SlimEvent, reason: &'static str| Malformed {
+            name: event.name().to_owned(),
+            reason: Cow::Borrowed(reason),
+            position: None,
+        };
         if let Some(reason) = self.malformed {
-            return Err(Malformed {
-                name: self.name().to_owned(),
-                reason: Cow::Borrowed(reason),
-                position: None,
-            });
+            return Err(malformed(&self, reason));
         }
-        let name = self.name().to_owned();
-        let SlimEvent { fields, .. } = self;
-        let uid = fields
-            .metadata
-            .value()
-            .and_then(|metadata| metadata.uid.value())
-            .map(|uid| UidKey::from_uid(uid));
-        let Some(uid) = uid else {
-            return Err(Malformed {
-                name,
-                reason: Cow::Borrowed("metadata.uid is missing"),
-                position: None,
-            });
+        let Some(uid) = self.uid else {
+            return Err(malformed(&self, "metadata.uid is missing"));
         };
+        let mut fields = self.fields;
         let occurrences = occurrences(&fields);
-        let object = fields
-            .involved_object
-            .value()
-            .or_else(|| fields.regarding.value());
-        let source = [&fields.source, &fields.deprecated_source]
-            .into_iter()
-            .filter_map(|source| source.value())
-            .filter_map(|source| source.component.value())
-            .chain(
-                [&fields.reporting_component, &fields.reporting_controller]
-                    .into_iter()
-                    .filter_map(Lenient::value),
-            )
-            .find(|component| !component.is_empty());
-        let take = |field: Option<&Lenient<String>>| {
-            field.and_then(Lenient::value).cloned().unwrap_or_default()
+        let object = match fields.involved_object.into_value() {
+            Some(object) => Some(object),
+            None => fields.regarding.into_value(),
         };
+        let (namespace, kind) = object.map_or((None, None), |object| {
+            (object.namespace.into_value(), object.kind.into_value())
+        });
+        let component = |source: Lenient<Source>| {
+            source
+                .into_value()
+                .and_then(|source| source.component.into_value())
+        };
+        let source = [
+            component(std::mem::take(&mut fields.source)),
+            component(std::mem::take(&mut fields.deprecated_source)),
+            fields.reporting_component.into_value(),
+            fields.reporting_controller.into_value(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|component| !component.is_empty());
         Ok(Observation {
             uid,
             occurrences,
             labels: OwnedLabels {
-                namespace: take(object.map(|o| &o.namespace)),
-                kind: take(object.map(|o| &o.kind)),
-                reason: take(Some(&fields.reason)),
-                event_type: take(Some(&fields.event_type)),
-                source: source.cloned().unwrap_or_default(),
+                namespace: namespace.unwrap_or_default(),
+                kind: kind.unwrap_or_default(),
+                reason: fields.reason.into_value().unwrap_or_default(),
+                event_type: fields.event_type.into_value().unwrap_or_default(),
+                source: source.unwrap_or_default(),
             },
         })
     }
