@@ -79,6 +79,14 @@ pub struct Flags {
     #[arg(long = "field-selector", value_name = "SELECTOR")]
     pub field_selector: Option<String>,
 
+    /// Watch requests last this long; a watch silent for 5 s more is taken as stalled and reopened.
+    #[arg(
+        long = "watch.timeout",
+        value_name = "DURATION",
+        default_value = "290s"
+    )]
+    pub watch_timeout: String,
+
     /// Count only Events whose reason matches this regex (anchored; repeatable: any may match).
     #[arg(long = "include-reason", value_name = "REGEX")]
     pub include_reason: Vec<String>,
@@ -185,6 +193,8 @@ pub enum ConfigError {
     DemoSpeed(f64),
     #[error("invalid --state-file.max-age {0:?}: a duration such as 1h, 30m or 90s")]
     MaxAge(String),
+    #[error("invalid --watch.timeout {0:?}: whole seconds from 1s to 1h, such as 290s or 5m")]
+    WatchTimeout(String),
     #[error("invalid --{flag} {pattern:?}: {reason}")]
     Regex {
         flag: &'static str,
@@ -353,6 +363,8 @@ struct FileSettings {
     log_level: Option<LogLevel>,
     #[serde(rename = "log.format")]
     log_format: Option<LogFormat>,
+    #[serde(rename = "watch.timeout")]
+    watch_timeout: Option<String>,
     #[serde(rename = "state-file")]
     state_file: Option<PathBuf>,
     #[serde(rename = "state-file.max-age")]
@@ -411,6 +423,7 @@ impl FileSettings {
             max_series,
             log_level,
             log_format,
+            watch_timeout,
             state_file,
             state_file_max_age,
             replay,
@@ -525,6 +538,11 @@ impl Config {
                 "--state-file with --replay or --demo: only watches keep state",
             ));
         }
+        let timeout_seconds = parse_duration(&flags.watch_timeout)
+            .map(|timeout| timeout.as_secs())
+            .filter(|seconds| (1..=3600).contains(seconds))
+            .ok_or_else(|| ConfigError::WatchTimeout(flags.watch_timeout.clone()))?
+            as u32;
         let state_file_max_age = parse_duration(&flags.state_file_max_age)
             .ok_or_else(|| ConfigError::MaxAge(flags.state_file_max_age.clone()))?;
         if !(flags.demo_speed.is_finite() && flags.demo_speed > 0.0) {
@@ -550,6 +568,7 @@ impl Config {
             vec![WatchSpec {
                 namespace: None,
                 field_selector,
+                timeout_seconds,
             }]
         } else {
             namespaces
@@ -557,6 +576,7 @@ impl Config {
                 .map(|namespace| WatchSpec {
                     namespace: Some(namespace),
                     field_selector: field_selector.clone(),
+                    timeout_seconds,
                 })
                 .collect()
         };
@@ -689,7 +709,11 @@ mod tests {
         assert_eq!(
             config.source,
             SourceConfig::Kube {
-                watches: vec![WatchSpec::default()]
+                watches: vec![WatchSpec {
+                    namespace: None,
+                    field_selector: None,
+                    timeout_seconds: 290,
+                }]
             }
         );
         assert_eq!(config.max_series, 10_000);
@@ -789,6 +813,7 @@ include-reason: [Back.*, Failed.*]
 exclude-reason: BackOff
 exclude-namespace: [kube-.*]
 count-existing: true
+watch.timeout: 2m
 state-file: /var/lib/kem/state
 state-file.max-age: 30m
 max-series: 500
@@ -821,6 +846,7 @@ log.format: json
             "--exclude-reason=BackOff",
             "--exclude-namespace=kube-.*",
             "--count-existing",
+            "--watch.timeout=2m",
             "--state-file=/var/lib/kem/state",
             "--state-file.max-age=30m",
             "--max-series=500",

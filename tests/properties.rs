@@ -20,15 +20,30 @@ const FINGERPRINTS: [u64; WATCHES] = [101, 202];
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { watch: usize, label: usize, count: u32 },
-    Bump { pick: usize, by: u32 },
-    Delete { pick: usize },
+    Create {
+        watch: usize,
+        label: usize,
+        count: u32,
+    },
+    Bump {
+        pick: usize,
+        by: u32,
+    },
+    Delete {
+        pick: usize,
+    },
     /// Deleted and created again with the same name: a new uid, counting from 1.
-    Recreate { pick: usize },
+    Recreate {
+        pick: usize,
+    },
     /// The watch disconnects; what happens meanwhile it learns only from its relist.
-    GapStart { watch: usize },
+    GapStart {
+        watch: usize,
+    },
     /// The watch relists (after a 410 or a reconnect).
-    GapEnd { watch: usize },
+    GapEnd {
+        watch: usize,
+    },
     /// The exporter restarts with its state file: every watch relists in a new process.
     Restart,
 }
@@ -141,7 +156,9 @@ impl Cluster {
     }
 
     fn pick_live(&self, pick: usize) -> Option<usize> {
-        let live: Vec<usize> = (0..self.events.len()).filter(|&i| self.events[i].live).collect();
+        let live: Vec<usize> = (0..self.events.len())
+            .filter(|&i| self.events[i].live)
+            .collect();
         (!live.is_empty()).then(|| live[pick % live.len()])
     }
 
@@ -198,7 +215,11 @@ fn run(
     }
     for op in ops {
         match op {
-            Op::Create { watch, label, count } => {
+            Op::Create {
+                watch,
+                label,
+                count,
+            } => {
                 let index = cluster.create(watch, label, count);
                 cluster.deliver(&mut exporter, index, Delivery::Applied);
             }
@@ -230,9 +251,15 @@ fn run(
                 if let Some(bytes) = exporter.ingest.take_snapshot(&FINGERPRINTS) {
                     exporter.state_file = Some(bytes);
                 }
-                let bytes = exporter.state_file.as_deref().expect("written after the first list");
+                let bytes = exporter
+                    .state_file
+                    .as_deref()
+                    .expect("written after the first list");
                 let (mut ingest, store, stats) = new_process();
-                ingest.restore(state::decode(bytes).expect("own snapshot decodes"), &FINGERPRINTS);
+                ingest.restore(
+                    state::decode(bytes).expect("own snapshot decodes"),
+                    &FINGERPRINTS,
+                );
                 exporter.ingest = ingest;
                 exporter.stats = stats;
                 exporter.stores.push(store);
@@ -274,7 +301,11 @@ fn a_gap_loses_only_the_last_growth_of_events_deleted_unseen() {
     let (counted, truth, _) = run(
         vec![],
         vec![
-            Op::Create { watch: 0, label: 1, count: 2 },
+            Op::Create {
+                watch: 0,
+                label: 1,
+                count: 2,
+            },
             Op::GapStart { watch: 0 },
             Op::Bump { pick: 0, by: 3 },
             Op::Delete { pick: 0 },

@@ -9,13 +9,19 @@ use super::{Delivery, Signal, SlimEvent};
 use crate::ledger::WatchId;
 
 /// What one watch selects.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchSpec {
     /// Where the Event objects live; `None` watches all namespaces.
     pub namespace: Option<String>,
     /// A field selector passed to the API server as is.
     pub field_selector: Option<String>,
+    /// Seconds the API server keeps a watch open; a stream silent for 5 s longer than this is
+    /// taken as stalled and reopened.
+    pub timeout_seconds: u32,
 }
+
+/// kube's and client-go's default: just under the API server's 5-minute cap.
+pub const DEFAULT_WATCH_TIMEOUT_SECONDS: u32 = 290;
 
 impl WatchSpec {
     pub fn describe(&self) -> String {
@@ -46,6 +52,7 @@ pub fn watch_events(
         if let Some(selector) = &spec.field_selector {
             config = config.fields(selector);
         }
+        config = config.timeout(spec.timeout_seconds);
         watcher::watcher(api, config)
             .default_backoff()
             .map(move |item| to_signal(watch, item))

@@ -55,6 +55,15 @@ pub struct State {
     failures: VecDeque<u16>,
     requests: Vec<String>,
     next_uid: u64,
+    /// New watches answer their headers and then never send a byte.
+    stall_watches: bool,
+    /// The next watch line is cut in half and its stream ends.
+    cut_next_line: bool,
+    /// Raw lines the open watches send before their next change (not JSON, for instance).
+    injected: Vec<(u64, String)>,
+    next_injection: u64,
+    /// The next N watch requests get ERROR 410 at once.
+    expire_next_watches: usize,
 }
 
 impl State {
@@ -185,6 +194,42 @@ impl State {
 
     pub fn clear_failures(&mut self) {
         self.failures.clear();
+    }
+
+    pub fn stall_watches(&mut self, stall: bool) {
+        self.stall_watches = stall;
+    }
+
+    pub fn cut_next_line(&mut self) {
+        self.cut_next_line = true;
+    }
+
+    /// Sends `line` (plus a newline) on every open watch.
+    pub fn inject_line(&mut self, line: &str) {
+        self.next_injection += 1;
+        self.injected.push((self.next_injection, line.to_owned()));
+    }
+
+    pub fn expire_next_watches(&mut self, count: usize) {
+        self.expire_next_watches = count;
+    }
+
+    /// An API server restored from a backup: every watch closes, the history starts again from a
+    /// new, lower resourceVersion, and resuming from an old one answers 410.
+    pub fn restart_with_new_history(&mut self) {
+        self.close_watches();
+        self.history.clear();
+        self.snapshots.clear();
+        self.resource_version = 10;
+        let keys: Vec<(String, String)> = self.objects.keys().cloned().collect();
+        for key in keys {
+            self.resource_version += 1;
+            let rv = self.resource_version.to_string();
+            if let Some(object) = self.objects.get_mut(&key) {
+                object["metadata"]["resourceVersion"] = json!(rv);
+            }
+        }
+        self.compacted = self.resource_version;
     }
 }
 
@@ -511,7 +556,14 @@ fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
         } else {
             format!("injected failure {code}")
         };
-        return json_response(status, &status_body(code, reason, &message));
+        let mut response = json_response(status, &status_body(code, reason, &message));
+        if code == 429 {
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+        }
+        return response;
     }
     let namespace = match path.split('/').collect::<Vec<_>>().as_slice() {
         ["", "api", "v1", "events"] => None,
@@ -612,15 +664,24 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
             .timeout
             .map(|timeout| tokio::time::Instant::now() + timeout);
         let (mut cursor, close_epoch, expire_epoch, mut bookmark_epoch, mut pending, expiry) = {
-            let state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             let requested = query
                 .resource_version
                 .as_deref()
                 .filter(|rv| !rv.is_empty() && *rv != "0")
                 .map(|rv| rv.parse::<u64>().unwrap_or(0));
             let mut pending = Vec::new();
+            let expire_now = state.expire_next_watches > 0;
+            if expire_now {
+                state.expire_next_watches -= 1;
+            }
             let cursor = match requested {
-                Some(rv) if rv < state.compacted => {
+                _ if expire_now => {
+                    let status = status_body(410, "Expired", "too old resource version");
+                    pending.push(watch_line("ERROR", &status));
+                    None
+                }
+                Some(rv) if rv < state.compacted || rv > state.resource_version => {
                     let status = status_body(
                         410,
                         "Expired",
@@ -649,6 +710,32 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
                 state.expiry_of(namespace.as_deref()),
             )
         };
+        let (stalled, mut injected_seen) = {
+            let state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            (state.stall_watches, state.next_injection)
+        };
+        if stalled {
+            // Headers are out; the body never comes, until the server closes it.
+            loop {
+                let notified = shared.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .close_epoch
+                    != close_epoch
+                    || sender.is_closed()
+                {
+                    return;
+                }
+                tokio::select! {
+                    () = &mut notified => {}
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
         loop {
             for line in pending.drain(..) {
                 if sender.send(line).await.is_err() {
@@ -672,6 +759,12 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
                     pending.push(watch_line("ERROR", &status));
                     cursor = None;
                     continue;
+                }
+                for (id, line) in &state.injected {
+                    if *id > injected_seen {
+                        injected_seen = *id;
+                        pending.push(Bytes::from(format!("{line}\n")));
+                    }
                 }
                 let mut newest = position;
                 for change in state
@@ -699,6 +792,15 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
                 }
             }
             if !pending.is_empty() {
+                let cut = {
+                    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                    std::mem::take(&mut state.cut_next_line)
+                };
+                if cut {
+                    let line = pending.remove(0);
+                    let _ = sender.send(line.slice(..line.len() / 2)).await;
+                    return;
+                }
                 continue;
             }
             match deadline {
