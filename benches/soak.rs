@@ -7,7 +7,7 @@
 //! Not part of CI (it takes half an hour); BENCHMARKS.md records a run.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::collections::BTreeMap;
