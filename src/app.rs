@@ -24,6 +24,7 @@ use crate::source::kube::watch_events;
 use crate::source::replay::{ReplayError, ReplayInput};
 use crate::state;
 use crate::store::SeriesStore;
+use crate::webconfig::{WebConfig, WebConfigError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -37,6 +38,8 @@ pub enum StartError {
     Infer(#[source] kube::config::InferConfigError),
     #[error("cannot build the Kubernetes client: {0}")]
     Client(#[source] kube::Error),
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
     #[error(transparent)]
     Replay(#[from] ReplayError),
     #[error(transparent)]
@@ -132,6 +135,9 @@ async fn signals(config: &Config) -> Result<BoxStream<'static, Signal>, StartErr
 
 const SIGNAL_BUFFER: usize = 1024;
 
+/// How often the web config and its certificates are checked for changes.
+const WEB_CONFIG_POLL: Duration = Duration::from_secs(2);
+
 /// How often the ledger is snapshotted to `--state-file` when it changed.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -220,6 +226,8 @@ pub fn replay_once(config: &Config) -> Result<String, StartError> {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     // A second install (tests start several exporters in one process) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Before anything else: a bad web config must stop start-up, not serve unprotected.
+    let web = Arc::new(WebConfig::start(config.web_config_file.as_deref())?);
     let signals = signals(config).await?;
     let listener = TcpListener::bind(&config.listen_address)
         .await
@@ -279,7 +287,25 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics::registry(store.clone(), stats.clone()),
         stats.clone(),
         config.telemetry_path.clone(),
+        web.clone(),
     ));
+    if config.web_config_file.is_some() {
+        let reload_stop = wait_stop(stopped.clone());
+        tokio::spawn(async move {
+            tokio::pin!(reload_stop);
+            let mut tick = tokio::time::interval(WEB_CONFIG_POLL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match web.reload_if_changed() {
+                        Ok(true) => info!("web config reloaded"),
+                        Ok(false) => {}
+                        Err(error) => warn!(%error, "web config not reloaded; the previous one stays in force"),
+                    },
+                    () = &mut reload_stop => break,
+                }
+            }
+        });
+    }
     let server_task = tokio::spawn(server::serve(listener, state, wait_stop(stopped)));
 
     let source = match &config.source {
@@ -299,6 +325,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         count_existing = config.count_existing,
         max_series = config.max_series,
         kubeconfig = ?config.kubeconfig,
+        web_config = ?config.web_config_file,
         "kube-event-metrics started"
     );
     if matches!(config.source, SourceConfig::Demo { .. }) {

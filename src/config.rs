@@ -59,6 +59,10 @@ pub struct Flags {
     )]
     pub listen_address: String,
 
+    /// TLS and basic auth, in the Prometheus exporter-toolkit format; re-read when it changes.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",
@@ -214,6 +218,7 @@ pub struct Config {
     /// A `host:port` that `TcpListener::bind` accepts.
     pub listen_address: String,
     pub telemetry_path: String,
+    pub web_config_file: Option<PathBuf>,
     pub source: SourceConfig,
     /// `--once`: print the metrics at the end of the replay and exit.
     pub once: bool,
@@ -345,6 +350,8 @@ struct FileSettings {
     listen_address: Option<String>,
     #[serde(rename = "web.telemetry-path")]
     telemetry_path: Option<String>,
+    #[serde(rename = "web.config.file")]
+    web_config_file: Option<PathBuf>,
     namespace: Option<OneOrMany>,
     types: Option<OneOrMany>,
     #[serde(rename = "field-selector")]
@@ -418,6 +425,7 @@ impl FileSettings {
             kubeconfig,
             listen_address,
             telemetry_path,
+            web_config_file,
             field_selector,
             count_existing,
             max_series,
@@ -584,6 +592,7 @@ impl Config {
             kubeconfig: flags.kubeconfig,
             listen_address,
             telemetry_path: flags.telemetry_path,
+            web_config_file: flags.web_config_file,
             source: match (flags.replay, flags.demo) {
                 (Some(path), _) => SourceConfig::Replay { path },
                 (None, true) => SourceConfig::Demo {
@@ -806,6 +815,7 @@ mod tests {
 kubeconfig: /etc/kube/config
 web.listen-address: 127.0.0.1:9999
 web.telemetry-path: /m
+web.config.file: /etc/kem/web.yml
 namespace: [a, b]
 types: [Warning, Normal]
 field-selector: reason!=Pulled
@@ -837,6 +847,7 @@ log.format: json
             "--kubeconfig=/etc/kube/config",
             "--web.listen-address=127.0.0.1:9999",
             "--web.telemetry-path=/m",
+            "--web.config.file=/etc/kem/web.yml",
             "--namespace=a",
             "--namespace=b",
             "--types=Warning,Normal",

@@ -12,7 +12,8 @@ use flate2::write::GzEncoder;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, VARY,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue,
+    VARY, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,9 +25,24 @@ use tokio::net::TcpListener;
 use tracing::{debug, error, warn};
 
 use crate::metrics::{self, Format, SelfStats};
+use crate::webconfig::{WebConfig, WebSettings};
 
 /// A client must send its request head within this, so idle or slow clients cannot hold sockets.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; more wait to be accepted. Prometheus needs one per scraper.
+const MAX_CONNECTIONS: usize = 512;
+/// Request heads larger than this are refused (hyper answers 431).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+fn connection_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+}
+
 /// In-flight requests get this long to finish after shutdown begins; Kubernetes' default grace
 /// period is 30 s, our promise is 10.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -42,15 +58,22 @@ pub struct ServerState {
     pub stats: Arc<SelfStats>,
     pub telemetry_path: String,
     pub expositions: ExpositionCache,
+    pub web: Arc<WebConfig>,
 }
 
 impl ServerState {
-    pub fn new(registry: Registry, stats: Arc<SelfStats>, telemetry_path: String) -> Self {
+    pub fn new(
+        registry: Registry,
+        stats: Arc<SelfStats>,
+        telemetry_path: String,
+        web: Arc<WebConfig>,
+    ) -> Self {
         Self {
             registry,
             stats,
             telemetry_path,
             expositions: ExpositionCache::default(),
+            web,
         }
     }
 }
@@ -91,8 +114,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        // At the limit, new connections wait in the kernel's backlog until one closes; the
+        // header-read timeout bounds how long an idle one can hold its place.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -106,18 +137,47 @@ pub async fn serve(
                 continue;
             }
         };
+        // TLS and auth come from one version of the web config for the whole connection.
+        let settings = state.web.current();
         let state = state.clone();
+        let request_settings = settings.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(route(&state, &request)) }
+            let settings = request_settings.clone();
+            async move { Ok::<_, Infallible>(route(&state, &settings, &request)) }
         });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let _permit = permit;
+            let builder = connection_builder();
+            let result = match &settings.tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    let handshake =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(error)) => {
+                            debug!(%peer, %error, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(error) = result {
                 debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -129,11 +189,31 @@ pub async fn serve(
     }
 }
 
-fn route(state: &ServerState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(
+    state: &ServerState,
+    settings: &WebSettings,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
     let path = request.uri().path();
+    // Probes need no secret; everything else does when basic_auth_users is set.
+    let probe = path == "/healthz" || path == "/readyz";
+    if !probe {
+        let authorization = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        if !settings.authorized(authorization) {
+            let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"kube-event-metrics\""),
+            );
+            return response;
+        }
+    }
     if path == state.telemetry_path {
         return metrics_response(state, request.headers());
     }

@@ -1,0 +1,431 @@
+//! `--web.config.file`: TLS and basic auth in the Prometheus exporter-toolkit format.
+//!
+//! ```yaml
+//! tls_server_config:
+//!   cert_file: server.crt
+//!   key_file: server.key
+//!   client_ca_file: ca.crt                       # optional
+//!   client_auth_type: RequireAndVerifyClientCert # NoClientCert, VerifyClientCertIfGiven
+//! basic_auth_users:
+//!   prometheus: $2y$10$...                        # bcrypt
+//! http_server_config: {}                         # accepted
+//! ```
+//!
+//! The file and the files it names are re-read when they change, so certificates rotate without a
+//! restart; a change that does not load keeps the previous settings and logs why.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("cannot read --web.config.file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid --web.config.file {path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tls_server_config: Option<TlsFile>,
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+    /// Accepted for compatibility with the exporter toolkit (http2, headers); HTTP/1.1 is served.
+    #[serde(default)]
+    #[allow(dead_code)]
+    http_server_config: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
+    client_auth_type: Option<String>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientAuth {
+    None,
+    IfGiven,
+    Required,
+}
+
+/// The settings in force.
+pub struct WebSettings {
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    users: BTreeMap<String, String>,
+    /// Credentials already verified against a bcrypt hash, as keyed hashes: bcrypt is slow on
+    /// purpose, and Prometheus sends the same credentials every scrape.
+    verified: Mutex<HashSet<u64>>,
+    hasher: RandomState,
+}
+
+impl WebSettings {
+    /// No TLS, no auth.
+    pub fn open() -> Self {
+        Self::new(None, BTreeMap::new())
+    }
+
+    fn new(tls: Option<Arc<rustls::ServerConfig>>, users: BTreeMap<String, String>) -> Self {
+        Self {
+            tls,
+            users,
+            verified: Mutex::new(HashSet::new()),
+            hasher: RandomState::new(),
+        }
+    }
+
+    pub fn requires_auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Whether an `Authorization` header value carries valid Basic credentials.
+    pub fn authorized(&self, header: Option<&str>) -> bool {
+        if !self.requires_auth() {
+            return true;
+        }
+        let Some((user, password)) = header.and_then(basic_credentials) else {
+            return false;
+        };
+        let Some(hash) = self.users.get(&user) else {
+            return false;
+        };
+        let key = self.hasher.hash_one((&user, &password, hash));
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.contains(&key) {
+            return true;
+        }
+        if bcrypt::verify(&password, hash).unwrap_or(false) {
+            verified.insert(key);
+            return true;
+        }
+        false
+    }
+}
+
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Loads the web config file and the files it names.
+pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
+    let invalid = |reason: String| WebConfigError::Invalid {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| WebConfigError::Read {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    let file: File = if text.trim().is_empty() {
+        File::default()
+    } else {
+        serde_saphyr::from_str(&text).map_err(|error| {
+            let message = error.to_string();
+            invalid(
+                message
+                    .lines()
+                    .next()
+                    .unwrap_or(&message)
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            )
+        })?
+    };
+    for (user, hash) in &file.basic_auth_users {
+        if !hash.starts_with("$2") {
+            return Err(invalid(format!(
+                "basic_auth_users.{user}: not a bcrypt hash (it starts with $2a$, $2b$ or $2y$)"
+            )));
+        }
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let tls = match file.tls_server_config {
+        None => None,
+        Some(tls) => Some(Arc::new(tls_config(&tls, base).map_err(invalid)?)),
+    };
+    Ok(WebSettings::new(tls, file.basic_auth_users))
+}
+
+/// Relative file names are relative to the web config file, as in the exporter toolkit.
+fn resolve(base: &Path, file: &Path) -> PathBuf {
+    if file.is_absolute() {
+        file.to_owned()
+    } else {
+        base.join(file)
+    }
+}
+
+fn tls_config(tls: &TlsFile, base: &Path) -> Result<rustls::ServerConfig, String> {
+    let client_auth = match tls.client_auth_type.as_deref() {
+        None | Some("NoClientCert") => ClientAuth::None,
+        Some("VerifyClientCertIfGiven") => ClientAuth::IfGiven,
+        Some("RequireAndVerifyClientCert") => ClientAuth::Required,
+        Some(other) => {
+            return Err(format!(
+                "tls_server_config.client_auth_type {other:?} is not supported: use NoClientCert, \
+                 VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+            ));
+        }
+    };
+    let versions = tls_versions(tls.min_version.as_deref(), tls.max_version.as_deref())?;
+    let cert_path = resolve(base, &tls.cert_file);
+    let key_path = resolve(base, &tls.key_file);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|error| {
+            format!(
+                "tls_server_config.cert_file {}: {error}",
+                cert_path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "tls_server_config.cert_file {}: no certificate",
+            cert_path.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|error| format!("tls_server_config.key_file {}: {error}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|error| format!("tls_server_config: {error}"))?;
+    let builder = match (client_auth, &tls.client_ca_file) {
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        (_, None) => {
+            return Err(
+                "tls_server_config.client_ca_file is required to verify client certificates".into(),
+            );
+        }
+        (auth, Some(ca_file)) => {
+            let ca_path = resolve(base, ca_file);
+            let mut roots = rustls::RootCertStore::empty();
+            let cas = CertificateDer::pem_file_iter(&ca_path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|error| {
+                    format!(
+                        "tls_server_config.client_ca_file {}: {error}",
+                        ca_path.display()
+                    )
+                })?;
+            for ca in cas {
+                roots.add(ca).map_err(|error| {
+                    format!(
+                        "tls_server_config.client_ca_file {}: {error}",
+                        ca_path.display()
+                    )
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if auth == ClientAuth::IfGiven {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|error| format!("tls_server_config.client_ca_file: {error}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|error| {
+        format!("tls_server_config: the key does not fit the certificate: {error}")
+    })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn tls_versions(
+    min: Option<&str>,
+    max: Option<&str>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let rank = |name: &str, key: &str| match name {
+        "TLS12" => Ok(12),
+        "TLS13" => Ok(13),
+        // rustls speaks neither.
+        "TLS10" | "TLS11" => Err(format!(
+            "tls_server_config.{key} {name} is not supported: use TLS12 or TLS13"
+        )),
+        other => Err(format!(
+            "tls_server_config.{key} {other:?} is not a TLS version"
+        )),
+    };
+    let low = min.map_or(Ok(12), |m| rank(m, "min_version"))?;
+    let high = max.map_or(Ok(13), |m| rank(m, "max_version"))?;
+    let versions: Vec<_> = [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(rank, _)| (low..=high).contains(rank))
+        .map(|(_, version)| version)
+        .collect();
+    if versions.is_empty() {
+        return Err("tls_server_config: min_version is above max_version".into());
+    }
+    Ok(versions)
+}
+
+/// The web settings in force, reloaded when their files change.
+pub struct WebConfig {
+    path: Option<PathBuf>,
+    current: RwLock<Arc<WebSettings>>,
+    stamps: Mutex<Vec<Option<SystemTime>>>,
+}
+
+impl WebConfig {
+    /// Loads `path` (if any); an error here stops start-up.
+    pub fn start(path: Option<&Path>) -> Result<Self, WebConfigError> {
+        let settings = match path {
+            Some(path) => load(path)?,
+            None => WebSettings::open(),
+        };
+        let config = Self {
+            path: path.map(Path::to_owned),
+            current: RwLock::new(Arc::new(settings)),
+            stamps: Mutex::new(Vec::new()),
+        };
+        let stamps = config.file_stamps();
+        *config.stamps.lock().unwrap_or_else(|e| e.into_inner()) = stamps;
+        Ok(config)
+    }
+
+    pub fn current(&self) -> Arc<WebSettings> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Modification times of the config file and of every file it names.
+    fn file_stamps(&self) -> Vec<Option<SystemTime>> {
+        let Some(path) = &self.path else {
+            return Vec::new();
+        };
+        let mut files = vec![path.clone()];
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(file) = serde_saphyr::from_str::<File>(&text)
+            && let Some(tls) = file.tls_server_config
+        {
+            let base = path.parent().unwrap_or(Path::new("."));
+            files.push(resolve(base, &tls.cert_file));
+            files.push(resolve(base, &tls.key_file));
+            if let Some(ca) = tls.client_ca_file {
+                files.push(resolve(base, &ca));
+            }
+        }
+        files
+            .iter()
+            .map(|file| std::fs::metadata(file).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+
+    /// Reloads when a file changed; returns whether new settings took effect. A file that does not
+    /// load leaves the previous settings in force.
+    pub fn reload_if_changed(&self) -> Result<bool, WebConfigError> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let stamps = self.file_stamps();
+        {
+            let mut known = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+            if *known == stamps {
+                return Ok(false);
+            }
+            *known = stamps;
+        }
+        let settings = load(path)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn basic_auth_checks_bcrypt_and_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let path = write(
+            dir.path(),
+            "web.yml",
+            &format!("basic_auth_users:\n  prom: '{hash}'\n"),
+        );
+        let settings = load(&path).unwrap();
+        assert!(settings.tls.is_none());
+        let header = |user: &str, password: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        };
+        assert!(settings.authorized(Some(&header("prom", "s3cret"))));
+        assert!(
+            settings.authorized(Some(&header("prom", "s3cret"))),
+            "cached"
+        );
+        assert!(!settings.authorized(Some(&header("prom", "wrong"))));
+        assert!(!settings.authorized(Some(&header("other", "s3cret"))));
+        assert!(!settings.authorized(None));
+        assert!(!settings.authorized(Some("Bearer token")));
+        assert!(WebSettings::open().authorized(None));
+    }
+
+    #[test]
+    fn bad_files_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, needle) in [
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n",
+                "client_auth_type",
+            ),
+            (
+                "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+                "cert_file",
+            ),
+            (
+                "basic_auth_users:\n  prom: plaintext\n",
+                "basic_auth_users.prom",
+            ),
+            ("unknown_key: 1\n", "unknown_key"),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS10\n",
+                "min_version",
+            ),
+        ] {
+            let path = write(dir.path(), "web.yml", text);
+            let error = load(&path).err().expect(text).to_string();
+            assert!(error.contains(needle), "{text}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+}
