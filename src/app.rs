@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, LeaderElection, SourceConfig};
 use crate::ingest::Ingest;
 use crate::metrics::{self, Format, SelfStats};
 use crate::server::{self, ServerState};
@@ -25,6 +25,7 @@ use crate::source::replay::{ReplayError, ReplayInput};
 use crate::state;
 use crate::store::SeriesStore;
 use crate::webconfig::{WebConfig, WebConfigError};
+use kube_lease_manager::LeaseManagerBuilder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -44,6 +45,8 @@ pub enum StartError {
     Replay(#[from] ReplayError),
     #[error(transparent)]
     Recording(#[from] RecordingError),
+    #[error("cannot set up leader election: {0}")]
+    Lease(#[source] kube_lease_manager::LeaseManagerError),
     #[error("--once needs --replay")]
     OnceWithoutReplay,
     #[error("encoding the metrics failed")]
@@ -62,6 +65,8 @@ pub struct Running {
     pub store: Arc<SeriesStore>,
     pub stats: Arc<SelfStats>,
     stop: watch::Sender<bool>,
+    /// Why the exporter must stop on its own (a leader that lost its Lease).
+    failed: watch::Receiver<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -74,10 +79,23 @@ impl Running {
         }
     }
 
-    /// Runs until `shutdown` completes.
-    pub async fn until(self, shutdown: impl Future<Output = ()>) {
-        shutdown.await;
+    /// Runs until `shutdown` completes, or until the exporter fails on its own: then it stops at
+    /// once and returns why.
+    pub async fn until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+        let mut failed = self.failed.clone();
+        let failure = async move {
+            match failed.wait_for(Option::is_some).await {
+                Ok(reason) => reason.clone().unwrap_or_default(),
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            () = shutdown => Ok(()),
+            reason = failure => Err(reason),
+        };
+        self.failed = watch::channel(None).1;
         self.stop().await;
+        outcome
     }
 }
 
@@ -102,11 +120,20 @@ async fn kube_client(config: &Config) -> Result<kube::Client, StartError> {
 }
 
 /// The signals of the configured source, as one stream.
-async fn signals(config: &Config) -> Result<BoxStream<'static, Signal>, StartError> {
+async fn signals(
+    config: &Config,
+    stats: &Arc<SelfStats>,
+    failed: watch::Sender<Option<String>>,
+) -> Result<BoxStream<'static, Signal>, StartError> {
     match &config.source {
         SourceConfig::Kube { watches } => {
             let client = kube_client(config).await?;
-            Ok(watch_events(client, watches).boxed())
+            match &config.leader_election {
+                None => Ok(watch_events(client, watches).boxed()),
+                Some(election) => {
+                    elected(client, watches.clone(), election, stats.clone(), failed).await
+                }
+            }
         }
         SourceConfig::Replay { path } => {
             // Opened here so a missing or unreadable file fails start-up.
@@ -134,6 +161,65 @@ async fn signals(config: &Config) -> Result<BoxStream<'static, Signal>, StartErr
 }
 
 const SIGNAL_BUFFER: usize = 1024;
+
+/// The watches, once this replica holds the Lease. A standby neither watches nor exports Event
+/// series, and is ready. A leader that loses the Lease reports it through `failed` and the
+/// exporter stops at once, so that Kubernetes restarts it as a standby.
+async fn elected(
+    client: kube::Client,
+    watches: Vec<crate::source::kube::WatchSpec>,
+    election: &LeaderElection,
+    stats: Arc<SelfStats>,
+    failed: watch::Sender<Option<String>>,
+) -> Result<BoxStream<'static, Signal>, StartError> {
+    let grace = (election.duration_seconds / 3).max(1);
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.namespace)
+        .with_identity(&election.identity)
+        .with_duration(election.duration_seconds)
+        .with_grace(grace)
+        .build()
+        .await
+        .map_err(StartError::Lease)?;
+    let (mut leading, _lease_task) = manager.watch().await;
+    stats.set_standby(true);
+    info!(
+        lease = %election.lease_name,
+        namespace = %election.namespace,
+        identity = %election.identity,
+        "standing by for the Lease"
+    );
+    let (became_leader, lead) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        while !*leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                let _ = failed.send(Some("the lease manager stopped".into()));
+                return;
+            }
+        }
+        info!("acquired the Lease; watching Events");
+        stats.set_standby(false);
+        let _ = became_leader.send(());
+        loop {
+            let changed = leading.changed().await;
+            if changed.is_err() || !*leading.borrow() {
+                tracing::error!(
+                    "lost the Lease; stopping so that a restart comes back as a standby"
+                );
+                let _ = failed.send(Some("lost the leader-election Lease".into()));
+                return;
+            }
+        }
+    });
+    Ok(futures::stream::once(async move {
+        match lead.await {
+            Ok(()) => watch_events(client, &watches).boxed(),
+            Err(_) => futures::stream::empty().boxed(),
+        }
+    })
+    .flatten()
+    .boxed())
+}
 
 /// How often the web config and its certificates are checked for changes.
 const WEB_CONFIG_POLL: Duration = Duration::from_secs(2);
@@ -228,7 +314,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Before anything else: a bad web config must stop start-up, not serve unprotected.
     let web = Arc::new(WebConfig::start(config.web_config_file.as_deref())?);
-    let signals = signals(config).await?;
+    let stats = Arc::new(SelfStats::default());
+    let (failed_sender, failed) = watch::channel(None);
+    let signals = signals(config, &stats, failed_sender).await?;
     let listener = TcpListener::bind(&config.listen_address)
         .await
         .map_err(|source| StartError::Listen {
@@ -241,7 +329,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })?;
 
     let store = Arc::new(SeriesStore::new(config.max_series));
-    let stats = Arc::new(SelfStats::default());
     let (stop, stopped) = watch::channel(false);
     let wait_stop = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -344,6 +431,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         store,
         stats,
         stop,
+        failed,
         tasks: vec![ingest_task, server_task],
     })
 }

@@ -129,6 +129,30 @@ pub struct Flags {
     )]
     pub log_format: LogFormat,
 
+    /// Only the holder of a coordination.k8s.io Lease watches and exports Events (for replicas > 1).
+    #[arg(long = "leader-election")]
+    pub leader_election: bool,
+
+    /// The Lease's name.
+    #[arg(
+        long = "leader-election.lease-name",
+        value_name = "NAME",
+        default_value = "kube-event-metrics"
+    )]
+    pub lease_name: String,
+
+    /// The Lease's namespace; default: the POD_NAMESPACE environment variable (downward API).
+    #[arg(long = "leader-election.namespace", value_name = "NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a Lease lasts without renewal; a new leader takes over within it.
+    #[arg(
+        long = "leader-election.lease-duration",
+        value_name = "DURATION",
+        default_value = "15s"
+    )]
+    pub lease_duration: String,
+
     /// Snapshot the counting memory here so a restart counts what happened meanwhile exactly once.
     #[arg(long = "state-file", value_name = "PATH")]
     pub state_file: Option<PathBuf>,
@@ -199,6 +223,14 @@ pub enum ConfigError {
     MaxAge(String),
     #[error("invalid --watch.timeout {0:?}: whole seconds from 1s to 1h, such as 290s or 5m")]
     WatchTimeout(String),
+    #[error("invalid --leader-election.lease-duration {0:?}: whole seconds from 3s to 1h")]
+    LeaseDuration(String),
+    #[error("invalid --leader-election.lease-name {0:?}: not a Kubernetes object name")]
+    LeaseName(String),
+    #[error(
+        "--leader-election needs --leader-election.namespace or the POD_NAMESPACE environment variable"
+    )]
+    LeaseNamespace,
     #[error("invalid --{flag} {pattern:?}: {reason}")]
     Regex {
         flag: &'static str,
@@ -224,11 +256,22 @@ pub struct Config {
     pub once: bool,
     pub state_file: Option<PathBuf>,
     pub state_file_max_age: Duration,
+    pub leader_election: Option<LeaderElection>,
     pub count_existing: bool,
     pub max_series: usize,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub filters: LabelFilters,
+}
+
+/// `--leader-election`: who we are and which Lease we compete for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    pub namespace: String,
+    /// The pod's name (POD_NAME, else HOSTNAME, which Kubernetes sets to it).
+    pub identity: String,
+    pub duration_seconds: u64,
 }
 
 /// Where Events come from.
@@ -372,6 +415,14 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     #[serde(rename = "watch.timeout")]
     watch_timeout: Option<String>,
+    #[serde(rename = "leader-election")]
+    leader_election: Option<bool>,
+    #[serde(rename = "leader-election.lease-name")]
+    lease_name: Option<String>,
+    #[serde(rename = "leader-election.namespace")]
+    lease_namespace: Option<String>,
+    #[serde(rename = "leader-election.lease-duration")]
+    lease_duration: Option<String>,
     #[serde(rename = "state-file")]
     state_file: Option<PathBuf>,
     #[serde(rename = "state-file.max-age")]
@@ -432,6 +483,10 @@ impl FileSettings {
             log_level,
             log_format,
             watch_timeout,
+            leader_election,
+            lease_name,
+            lease_namespace,
+            lease_duration,
             state_file,
             state_file_max_age,
             replay,
@@ -551,6 +606,43 @@ impl Config {
             .filter(|seconds| (1..=3600).contains(seconds))
             .ok_or_else(|| ConfigError::WatchTimeout(flags.watch_timeout.clone()))?
             as u32;
+        if offline && flags.leader_election {
+            return Err(ConfigError::Combination(
+                "--leader-election with --replay or --demo: only watches are elected",
+            ));
+        }
+        let leader_election = if flags.leader_election {
+            let duration_seconds = parse_duration(&flags.lease_duration)
+                .map(|d| d.as_secs())
+                .filter(|seconds| (3..=3600).contains(seconds))
+                .ok_or_else(|| ConfigError::LeaseDuration(flags.lease_duration.clone()))?;
+            let valid_name =
+                flags.lease_name.len() <= 253 && flags.lease_name.split('.').all(is_dns_label);
+            if !valid_name {
+                return Err(ConfigError::LeaseName(flags.lease_name.clone()));
+            }
+            let namespace = flags
+                .lease_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .filter(|namespace| !namespace.is_empty())
+                .ok_or(ConfigError::LeaseNamespace)?;
+            if !is_dns_label(&namespace) {
+                return Err(ConfigError::Namespace(namespace));
+            }
+            let identity = ["POD_NAME", "HOSTNAME"]
+                .into_iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+                .unwrap_or_else(|| format!("kube-event-metrics-{}", std::process::id()));
+            Some(LeaderElection {
+                lease_name: flags.lease_name.clone(),
+                namespace,
+                identity,
+                duration_seconds,
+            })
+        } else {
+            None
+        };
         let state_file_max_age = parse_duration(&flags.state_file_max_age)
             .ok_or_else(|| ConfigError::MaxAge(flags.state_file_max_age.clone()))?;
         if !(flags.demo_speed.is_finite() && flags.demo_speed > 0.0) {
@@ -603,6 +695,7 @@ impl Config {
             once: flags.once,
             state_file: flags.state_file,
             state_file_max_age,
+            leader_election,
             filters,
             // A dump or a recording is history the user asks to count.
             count_existing: flags.count_existing || offline,

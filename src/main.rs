@@ -46,7 +46,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let running = app::start(&config).await?;
-    running.until(app::shutdown_signal()).await;
+    running
+        .until(app::shutdown_signal())
+        .await
+        .map_err(|reason| anyhow::anyhow!("stopped: {reason}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -25,6 +25,10 @@ pub struct SelfStats {
     /// Milliseconds since the epoch of the last watch update; 0 until the first.
     pub last_update_millis: AtomicU64,
     pub synced: AtomicBool,
+    /// Under leader election, while another replica holds the Lease.
+    pub standby: AtomicBool,
+    /// Set once this replica has been a standby: a standby is ready, and ready stays ready.
+    pub was_standby: AtomicBool,
 }
 
 impl SelfStats {
@@ -38,6 +42,18 @@ impl SelfStats {
 
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    /// `/readyz`: every watch completed its first list, or this replica is (or was) a standby.
+    pub fn is_ready(&self) -> bool {
+        self.is_synced() || self.was_standby.load(Ordering::Acquire)
+    }
+
+    pub fn set_standby(&self, standby: bool) {
+        if standby {
+            self.was_standby.store(true, Ordering::Release);
+        }
+        self.standby.store(standby, Ordering::Release);
     }
 }
 
@@ -124,7 +140,7 @@ impl Collector for ExporterCollector {
             (
                 "kube_event_metrics_leader",
                 "1 while this replica watches and exports Events (always 1 without leader election).",
-                1,
+                u64::from(!stats.standby.load(Ordering::Acquire)),
             ),
         ];
         for (name, help, value) in gauges {

@@ -219,7 +219,7 @@ fn route(
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if state.stats.is_synced() => text(StatusCode::OK, "ready\n"),
+        "/readyz" if state.stats.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: a watch has not completed its first list\n",

@@ -28,8 +28,14 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
 #[test]
 #[ignore = "needs kubectl with kustomize (preinstalled) and the PyPI package kubernetes-validate; .ci/run installs it"]
 fn rendered_manifests_validate_against_the_kubernetes_schemas() {
+    for overlay in ["deploy", "deploy/ha"] {
+        validate(overlay);
+    }
+}
+
+fn validate(overlay: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let objects = render("deploy");
+    let objects = render(overlay);
     let mut files = Vec::new();
     for (index, object) in objects.iter().enumerate() {
         let kind = object["kind"].as_str().unwrap();
@@ -96,7 +102,7 @@ fn rbac_grants_only_list_and_watch_on_events() {
 #[ignore = "needs kubectl with kustomize (preinstalled on the machine)"]
 fn the_deployment_is_locked_down_and_scraped_with_our_labels() {
     let objects = render("deploy");
-    for object in &objects {
+    for object in render("deploy/ha").iter().chain(&objects) {
         let labels = &object["metadata"]["labels"];
         assert_eq!(
             labels["app.kubernetes.io/name"], "kube-event-metrics",
@@ -176,4 +182,55 @@ fn the_prometheus_rule_carries_exactly_the_rule_file() {
     .unwrap();
     assert_eq!(rule["spec"]["groups"], file["groups"]);
     assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize (preinstalled on the machine)"]
+fn the_ha_overlay_elects_a_leader_with_leases_only_in_its_namespace() {
+    let objects = render("deploy/ha");
+    let deployment = find(&objects, "Deployment")[0];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--leader-election"));
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(env, vec!["POD_NAMESPACE", "POD_NAME"]);
+    let mut full = vec!["kube-event-metrics".to_string()];
+    full.extend(args.iter().map(|a| a.to_string()));
+    full.push("--leader-election.namespace=kube-event-metrics".into());
+    kube_event_metrics::config::Config::load(full).expect("manifest flags are valid");
+    assert!(deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"].is_object());
+
+    // Events as in the base; leases only in the exporter's namespace, only the verbs used.
+    let cluster_roles = find(&objects, "ClusterRole");
+    assert_eq!(cluster_roles.len(), 1);
+    assert_eq!(cluster_roles[0]["rules"][0]["resources"][0], "events");
+    let role = find(&objects, "Role")[0];
+    assert_eq!(role["metadata"]["namespace"], "kube-event-metrics");
+    let rules = role["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["apiGroups"][0], "coordination.k8s.io");
+    assert_eq!(rules[0]["resources"][0], "leases");
+    let mut verbs: Vec<&str> = rules[0]["verbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    verbs.sort();
+    assert_eq!(verbs, vec!["create", "get", "patch"]);
+    let binding = find(&objects, "RoleBinding")[0];
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let budget = find(&objects, "PodDisruptionBudget")[0];
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
 }

@@ -64,6 +64,8 @@ pub struct State {
     next_injection: u64,
     /// The next N watch requests get ERROR 410 at once.
     expire_next_watches: usize,
+    /// Leases by (namespace, name), with the field manager owning each spec field.
+    leases: HashMap<(String, String), (Value, HashMap<String, String>)>,
 }
 
 impl State {
@@ -166,6 +168,23 @@ impl State {
 
     pub fn resource_version(&self) -> u64 {
         self.resource_version
+    }
+
+    /// Another replica takes the Lease, as after a network partition.
+    pub fn steal_lease(&mut self, namespace: &str, name: &str, thief: &str) {
+        let rv = self.bump();
+        if let Some((object, owners)) = self
+            .leases
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+        {
+            object["spec"]["holderIdentity"] = json!(thief);
+            object["spec"]["renewTime"] = json!("2099-01-01T00:00:00.000000Z");
+            object["spec"]["acquireTime"] = json!("2099-01-01T00:00:00.000000Z");
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            for field in ["holderIdentity", "renewTime", "acquireTime"] {
+                owners.insert(field.into(), format!("thief-{thief}"));
+            }
+        }
     }
 
     /// Ends with `ERROR` 410 only the watches scoped to `namespace`.
@@ -317,7 +336,7 @@ impl FakeApi {
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(shared, request)) }
+                        async move { Ok::<_, Infallible>(handle(shared, request).await) }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -379,6 +398,13 @@ impl FakeApi {
 
     pub fn delete(&self, namespace: &str, name: &str) {
         self.change(|state| state.delete(namespace, name));
+    }
+
+    /// The holder of a Lease, if any.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        let state = self.lock();
+        let (object, _) = state.leases.get(&(namespace.to_owned(), name.to_owned()))?;
+        object["spec"]["holderIdentity"].as_str().map(str::to_owned)
     }
 
     /// Request lines (`GET /path?query`) received so far.
@@ -535,13 +561,22 @@ fn selected(object: &Value, namespace: Option<&str>, query: &Query) -> bool {
         .all(|(field, negated, wanted)| (field_value(object, field) == wanted) != *negated)
 }
 
-fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let query_text = request.uri().query().unwrap_or("").to_owned();
+    let method = request.method().clone();
+    let content_type = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
     let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-    state
-        .requests
-        .push(format!("{} {path}?{query_text}", request.method()));
+    state.requests.push(format!("{method} {path}?{query_text}"));
     if let Some(code) = state.failures.pop_front() {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let reason = match code {
@@ -564,6 +599,32 @@ fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
             );
         }
         return response;
+    }
+    if let [
+        "",
+        "apis",
+        "coordination.k8s.io",
+        "v1",
+        "namespaces",
+        namespace,
+        "leases",
+        rest @ ..,
+    ] = path.split('/').collect::<Vec<_>>().as_slice()
+    {
+        let manager = query_text
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("fieldManager="))
+            .map(percent_decode)
+            .unwrap_or_default();
+        return lease(
+            &mut state,
+            namespace,
+            rest.first().copied(),
+            &method,
+            &content_type,
+            &manager,
+            &body,
+        );
     }
     let namespace = match path.split('/').collect::<Vec<_>>().as_slice() {
         ["", "api", "v1", "events"] => None,
@@ -593,6 +654,128 @@ fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
         watch(shared, namespace, query)
     } else {
         list(&mut state, namespace.as_deref(), &query)
+    }
+}
+
+/// coordination.k8s.io Leases, as far as leader election uses them: GET, POST, server-side apply
+/// (a field another manager owns with another value is a 409 Conflict) and merge patches.
+fn lease(
+    state: &mut State,
+    namespace: &str,
+    name: Option<&str>,
+    method: &hyper::Method,
+    content_type: &str,
+    manager: &str,
+    body: &[u8],
+) -> Response<Body> {
+    let not_found = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &status_body(404, "NotFound", "leases.coordination.k8s.io not found"),
+        )
+    };
+    let patch: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let key = |name: &str| (namespace.to_owned(), name.to_owned());
+    match (method.as_str(), name) {
+        ("GET", Some(name)) => match state.leases.get(&key(name)) {
+            Some((object, _)) => json_response(StatusCode::OK, object),
+            None => not_found(),
+        },
+        ("POST", None) => {
+            let name = patch["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            if state.leases.contains_key(&key(&name)) {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &status_body(
+                        409,
+                        "AlreadyExists",
+                        "leases.coordination.k8s.io already exists",
+                    ),
+                );
+            }
+            let mut object = patch.clone();
+            let rv = state.bump();
+            object["metadata"]["namespace"] = json!(namespace);
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            object["metadata"]["uid"] = json!(state.new_uid());
+            object["metadata"]["creationTimestamp"] = json!("2026-11-25T10:00:00Z");
+            if object.get("spec").is_none() {
+                object["spec"] = json!({});
+            }
+            let owners = object["spec"]
+                .as_object()
+                .map(|spec| {
+                    spec.keys()
+                        .map(|k| (k.clone(), manager.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            state.leases.insert(key(&name), (object.clone(), owners));
+            json_response(StatusCode::CREATED, &object)
+        }
+        ("PATCH", Some(name)) => {
+            let apply = content_type.starts_with("application/apply-patch");
+            let rv = state.bump();
+            let entry = match state.leases.get_mut(&key(name)) {
+                Some(entry) => entry,
+                None if apply => {
+                    let object = json!({
+                        "apiVersion": "coordination.k8s.io/v1",
+                        "kind": "Lease",
+                        "metadata": {"name": name, "namespace": namespace, "uid": format!("lease-{rv}")},
+                        "spec": {},
+                    });
+                    state
+                        .leases
+                        .entry(key(name))
+                        .or_insert((object, HashMap::new()))
+                }
+                None => return not_found(),
+            };
+            let (object, owners) = entry;
+            let fields = patch["spec"].as_object().cloned().unwrap_or_default();
+            if apply {
+                for (field, value) in &fields {
+                    let current = &object["spec"][field];
+                    let owner = owners.get(field).map(String::as_str);
+                    if !current.is_null() && current != value && owner.is_some_and(|o| o != manager)
+                    {
+                        return json_response(
+                            StatusCode::CONFLICT,
+                            &status_body(
+                                409,
+                                "Conflict",
+                                &format!(
+                                    "Apply failed with 1 conflict: conflict with \"{}\": .spec.{field}",
+                                    owner.unwrap_or("")
+                                ),
+                            ),
+                        );
+                    }
+                }
+            }
+            for (field, value) in fields {
+                if value.is_null() {
+                    if let Some(spec) = object["spec"].as_object_mut() {
+                        spec.remove(&field);
+                    }
+                    owners.remove(&field);
+                } else {
+                    object["spec"][&field] = value;
+                    owners.insert(field, manager.to_owned());
+                }
+            }
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            json_response(StatusCode::OK, object)
+        }
+        _ => json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &status_body(
+                405,
+                "MethodNotAllowed",
+                "not supported by the fake API server",
+            ),
+        ),
     }
 }
 
