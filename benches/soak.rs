@@ -12,7 +12,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{EventSpec, FakeApi, scrape};
@@ -132,15 +132,8 @@ async fn main() {
         create(&api, &mut rng, &mut live, &mut next_name);
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-event-metrics"))
-        .args(["--kubeconfig", api.kubeconfig().to_str().unwrap()])
-        .args(["--web.listen-address", &addr.to_string()])
+    let addr = support::free_local_addr();
+    let child = support::exporter_process(&api, addr)
         .args(["--log.level", "error"])
         .stdout(Stdio::null())
         .spawn()

@@ -60,15 +60,8 @@ async fn forbidden_at_start_names_the_verb_keeps_serving_and_recovers_without_re
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "a.1", "BackOff", 2));
     api.change(|state| state.fail_next(403, 4));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-event-metrics"))
-        .args(["--kubeconfig", api.kubeconfig().to_str().unwrap()])
-        .args(["--web.listen-address", &addr.to_string()])
+    let addr = support::free_local_addr();
+    let mut child = support::exporter_process(&api, addr)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

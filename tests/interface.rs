@@ -253,19 +253,12 @@ fn help_documents_every_flag_with_defaults_and_version_prints() {
 async fn sigterm_lets_an_in_flight_scrape_finish_and_exits_zero() {
     let api = FakeApi::start().await;
     seed(&api);
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let kubeconfig = api.kubeconfig();
-    let mut child = binary()
-        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+    let addr = support::free_local_addr();
+    let mut child = support::exporter_process(&api, addr)
         .args(["--log.format", "json"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut connection = loop {
         match tokio::net::TcpStream::connect(addr).await {

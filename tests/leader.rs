@@ -3,7 +3,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{EventSpec, FakeApi, Scrape, http_get};
@@ -21,15 +21,8 @@ impl Drop for Replica {
 }
 
 fn replica(api: &FakeApi, name: &str) -> Replica {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_kube-event-metrics"))
-        .args(["--kubeconfig", api.kubeconfig().to_str().unwrap()])
-        .args(["--web.listen-address", &addr.to_string()])
+    let addr = support::free_local_addr();
+    let child = support::exporter_process(api, addr)
         .args([
             "--leader-election",
             "--leader-election.lease-duration",

@@ -35,11 +35,7 @@ impl Drop for Running {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    support::free_local_addr().port()
 }
 
 /// Every `[5m]`, `offset 1h` and `for: 10m` of the rule file, divided by `SCALE`, in seconds.

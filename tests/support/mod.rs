@@ -27,6 +27,23 @@ pub async fn start_exporter(api: &FakeApi, extra: &[&str]) -> Running {
     app::start(&config).await.expect("exporter starts")
 }
 
+/// A loopback address whose port was free a moment ago, for an exporter process.
+pub fn free_local_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
+/// The exporter binary, pointed at `api` through its kubeconfig, listening on `addr`.
+pub fn exporter_process(api: &FakeApi, addr: SocketAddr) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kube-event-metrics"));
+    command
+        .arg("--kubeconfig")
+        .arg(api.kubeconfig())
+        .args(["--web.listen-address", &addr.to_string()]);
+    command
+}
+
 /// The exporter started with exactly these flags (plus an ephemeral port), no cluster.
 pub async fn start_exporter_with(flags: &[&str]) -> Running {
     let mut args = vec![
