@@ -308,6 +308,23 @@ pub fn replay_once(config: &Config) -> Result<String, StartError> {
     metrics::encode(&registry, Format::Text).map_err(|_| StartError::Encode)
 }
 
+/// Binds the listen address; every-interface `[::]` falls back to `0.0.0.0` on hosts without IPv6.
+async fn bind(address: &str) -> Result<TcpListener, StartError> {
+    let error = |source| StartError::Listen {
+        address: address.to_owned(),
+        source,
+    };
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(first) => match address.strip_prefix("[::]:") {
+            Some(port) => TcpListener::bind(format!("0.0.0.0:{port}"))
+                .await
+                .map_err(|_| error(first)),
+            None => Err(error(first)),
+        },
+    }
+}
+
 /// Starts the source and the server in the background.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     // A second install (tests start several exporters in one process) is harmless.
@@ -317,12 +334,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let stats = Arc::new(SelfStats::default());
     let (failed_sender, failed) = watch::channel(None);
     let signals = signals(config, &stats, failed_sender).await?;
-    let listener = TcpListener::bind(&config.listen_address)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: config.listen_address.clone(),
-            source,
-        })?;
+    let listener = bind(&config.listen_address).await?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
         address: config.listen_address.clone(),
         source,

@@ -734,12 +734,13 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// `:8080` means every interface, as in the Prometheus exporters.
+/// `:8080` means every interface, IPv6 and IPv4 (`[::]` is dual-stack on Linux; the server falls
+/// back to IPv4 alone where IPv6 is disabled), as in the Prometheus exporters.
 fn normalize_listen_address(address: &str) -> Result<String, ConfigError> {
     let invalid = || ConfigError::ListenAddress(address.to_owned());
     let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
     port.parse::<u16>().map_err(|_| invalid())?;
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    let host = if host.is_empty() { "[::]" } else { host };
     Ok(format!("{host}:{port}"))
 }
 
@@ -806,7 +807,7 @@ mod tests {
     #[test]
     fn defaults_watch_all_namespaces_on_8080() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.listen_address, "0.0.0.0:8080");
+        assert_eq!(config.listen_address, "[::]:8080");
         assert_eq!(config.telemetry_path, "/metrics");
         assert_eq!(
             config.source,
@@ -983,7 +984,7 @@ log.format: json
         assert_eq!(watches(&config).len(), 1);
         assert_eq!(watches(&config)[0].namespace.as_deref(), Some("c"));
         assert_eq!(config.max_series, 7);
-        assert_eq!(config.listen_address, "0.0.0.0:1234");
+        assert_eq!(config.listen_address, "[::]:1234");
         // What the flags left alone still comes from the file.
         assert_eq!(config.telemetry_path, "/m");
         assert!(config.count_existing);
