@@ -2,7 +2,9 @@
 
 mod support;
 
-use support::{EventSpec, FakeApi, barrier, http_get, scrape, scrape_until, start_exporter};
+use support::{
+    EventSpec, FakeApi, barrier, http_get, scrape, scrape_until, start_exporter, start_synced,
+};
 
 #[tokio::test]
 async fn baseline_then_live_increments() {
@@ -65,9 +67,8 @@ async fn relist_counts_what_the_watch_never_saw_exactly_once() {
     api.create(&EventSpec::new("shop", "grow.a", "BackOff", 5));
     api.create(&EventSpec::new("shop", "gone.b", "FailedMount", 3));
     api.create(&EventSpec::new("shop", "same.c", "Unhealthy", 7));
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
 
     // While no watch is connected: growth, a deletion and a creation, then compaction.
     api.gap(|state| {
@@ -106,9 +107,8 @@ async fn relist_counts_what_the_watch_never_saw_exactly_once() {
 async fn dropped_connection_resumes_without_relist_or_loss() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "a.1", "BackOff", 1));
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
 
     // The stream is closed and changes happen before the exporter re-watches; no compaction,
     // so the re-watch from its last resourceVersion replays them.
@@ -133,9 +133,8 @@ async fn dropped_connection_resumes_without_relist_or_loss() {
 async fn deletes_and_recreations_count_once() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "pod.a", "BackOff", 2));
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
 
     // The final object of a deletion carries one more occurrence.
     api.change(|state| {
@@ -376,9 +375,8 @@ async fn exposition_has_every_self_metric_and_help() {
 async fn bookmarks_move_the_resume_point() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("a", "x.1", "BackOff", 1));
-    let exporter = start_exporter(&api, &["--namespace", "a"]).await;
+    let exporter = start_synced(&api, &["--namespace", "a"]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
     let s = barrier(&api, addr, "a", 1).await;
     let updates = s.own("watch_updates_total");
 

@@ -7,7 +7,9 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{EventSpec, FakeApi, barrier, http_get, scrape, scrape_until, start_exporter};
+use support::{
+    EventSpec, FakeApi, barrier, http_get, scrape, scrape_until, start_exporter, start_synced,
+};
 
 fn watch_requests(api: &FakeApi) -> usize {
     api.requests()
@@ -111,9 +113,8 @@ async fn forbidden_at_start_names_the_verb_keeps_serving_and_recovers_without_re
 async fn a_stalled_stream_is_detected_by_the_watch_timeout_and_caught_up() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "a.1", "BackOff", 1));
-    let exporter = start_exporter(&api, &["--watch.timeout", "1s"]).await;
+    let exporter = start_synced(&api, &["--watch.timeout", "1s"]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
     // The exporter reconnects into a stream that never sends; meanwhile the count grows.
     api.change(|state| {
         state.stall_watches(true);
@@ -139,9 +140,8 @@ async fn a_stalled_stream_is_detected_by_the_watch_timeout_and_caught_up() {
 async fn a_stream_cut_mid_object_and_a_line_that_is_not_json_lose_nothing() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "a.1", "BackOff", 1));
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
     let errors = scrape(addr).await.own("watch_errors_total");
 
     api.change(|state| {
@@ -167,9 +167,8 @@ async fn a_stream_cut_mid_object_and_a_line_that_is_not_json_lose_nothing() {
 async fn objects_without_uid_or_metadata_and_huge_messages_are_handled() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "a.1", "BackOff", 1));
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
 
     api.change(|state| {
         let mut no_uid = EventSpec::new("shop", "nouid.1", "Evicted", 3).to_json();
@@ -200,9 +199,8 @@ async fn objects_without_uid_or_metadata_and_huge_messages_are_handled() {
 async fn twenty_consecutive_410s_relist_without_double_counting() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "a.1", "BackOff", 1));
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
     api.change(|state| {
         state.expire_next_watches(20);
         state.close_watches();
@@ -236,9 +234,8 @@ async fn an_api_server_restored_with_a_new_history_is_relisted_exactly() {
     for n in 0..20 {
         api.set_count("shop", "b.1", 3 + n);
     }
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
     api.change(|state| {
         state.restart_with_new_history();
         state.set_count("shop", "a.1", 3);

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{EventSpec, FakeApi, barrier, parse_response, scrape_until, start_exporter};
+use support::{EventSpec, FakeApi, barrier, parse_response, start_exporter, start_synced};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -66,9 +66,8 @@ async fn an_oversized_request_head_is_refused() {
 async fn a_thousand_concurrent_scrapes_during_ingestion() {
     let api = FakeApi::start().await;
     api.create(&EventSpec::new("shop", "a.1", "BackOff", 1));
-    let exporter = start_exporter(&api, &[]).await;
+    let exporter = start_synced(&api, &[]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
     let scrapers: Vec<_> = (0..1000)
         .map(|_| tokio::spawn(async move { support::http_get(addr, "/metrics").await.0 }))
         .collect();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     EventSpec, FakeApi, Scrape, http_request, parse_response, scrape_until, start_exporter,
+    start_synced,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -96,9 +97,8 @@ async fn server_and_client_side_filters_combine() {
 async fn openmetrics_when_preferred_text_otherwise_gzip_when_asked() {
     let api = FakeApi::start().await;
     seed(&api);
-    let exporter = start_exporter(&api, &["--count-existing"]).await;
+    let exporter = start_synced(&api, &["--count-existing"]).await;
     let addr = exporter.local_addr;
-    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
 
     let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
     let openmetrics = http_request(addr, "/metrics", &[("Accept", prometheus_accept)]).await;

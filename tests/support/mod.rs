@@ -27,6 +27,13 @@ pub async fn start_exporter(api: &FakeApi, extra: &[&str]) -> Running {
     app::start(&config).await.expect("exporter starts")
 }
 
+/// The exporter under test, once every watch has completed its first list.
+pub async fn start_synced(api: &FakeApi, extra: &[&str]) -> Running {
+    let exporter = start_exporter(api, extra).await;
+    scrape_until(exporter.local_addr, "synced", |s| s.own("synced") == 1.0).await;
+    exporter
+}
+
 /// A loopback address whose port was free a moment ago, for an exporter process.
 pub fn free_local_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
