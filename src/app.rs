@@ -81,7 +81,7 @@ impl Running {
 
     /// Runs until `shutdown` completes, or until the exporter fails on its own: then it stops at
     /// once and returns why.
-    pub async fn until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    pub async fn until(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
         let mut failed = self.failed.clone();
         let failure = async move {
             match failed.wait_for(Option::is_some).await {
@@ -93,7 +93,6 @@ impl Running {
             () = shutdown => Ok(()),
             reason = failure => Err(reason),
         };
-        self.failed = watch::channel(None).1;
         self.stop().await;
         outcome
     }

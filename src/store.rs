@@ -174,7 +174,6 @@ impl SeriesStore {
         }
         let catch_all = LabelValues::all_folded(OTHER);
         self.lookup_or_create(&catch_all, Tier::Overflow, scratch)
-            .or_else(|| self.lookup(&catch_all, scratch))
             // The catch-all takes the last overflow slot, which nothing else may use (see
             // `reserve`), so it always exists once the other overflow slots are spent.
             .unwrap_or_default()

@@ -73,20 +73,27 @@ pub struct WebSettings {
     /// purpose, and Prometheus sends the same credentials every scrape.
     verified: Mutex<HashSet<u64>>,
     hasher: RandomState,
+    /// The config file and the files it names: a change to any of them triggers a reload.
+    files: Vec<PathBuf>,
 }
 
 impl WebSettings {
     /// No TLS, no auth.
     pub fn open() -> Self {
-        Self::new(None, BTreeMap::new())
+        Self::new(None, BTreeMap::new(), Vec::new())
     }
 
-    fn new(tls: Option<Arc<rustls::ServerConfig>>, users: BTreeMap<String, String>) -> Self {
+    fn new(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        users: BTreeMap<String, String>,
+        files: Vec<PathBuf>,
+    ) -> Self {
         Self {
             tls,
             users,
             verified: Mutex::new(HashSet::new()),
             hasher: RandomState::new(),
+            files,
         }
     }
 
@@ -163,11 +170,17 @@ pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
         }
     }
     let base = path.parent().unwrap_or(Path::new("."));
+    let mut files = vec![path.to_owned()];
     let tls = match file.tls_server_config {
         None => None,
-        Some(tls) => Some(Arc::new(tls_config(&tls, base).map_err(invalid)?)),
+        Some(tls) => {
+            files.push(resolve(base, &tls.cert_file));
+            files.push(resolve(base, &tls.key_file));
+            files.extend(tls.client_ca_file.as_deref().map(|ca| resolve(base, ca)));
+            Some(Arc::new(tls_config(&tls, base).map_err(invalid)?))
+        }
     };
-    Ok(WebSettings::new(tls, file.basic_auth_users))
+    Ok(WebSettings::new(tls, file.basic_auth_users, files))
 }
 
 /// Relative file names are relative to the web config file, as in the exporter toolkit.
@@ -301,14 +314,12 @@ impl WebConfig {
             Some(path) => load(path)?,
             None => WebSettings::open(),
         };
-        let config = Self {
+        let stamps = file_stamps(&settings.files);
+        Ok(Self {
             path: path.map(Path::to_owned),
             current: RwLock::new(Arc::new(settings)),
-            stamps: Mutex::new(Vec::new()),
-        };
-        let stamps = config.file_stamps();
-        *config.stamps.lock().unwrap_or_else(|e| e.into_inner()) = stamps;
-        Ok(config)
+            stamps: Mutex::new(stamps),
+        })
     }
 
     pub fn current(&self) -> Arc<WebSettings> {
@@ -318,36 +329,13 @@ impl WebConfig {
             .clone()
     }
 
-    /// Modification times of the config file and of every file it names.
-    fn file_stamps(&self) -> Vec<Option<SystemTime>> {
-        let Some(path) = &self.path else {
-            return Vec::new();
-        };
-        let mut files = vec![path.clone()];
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(file) = serde_saphyr::from_str::<File>(&text)
-            && let Some(tls) = file.tls_server_config
-        {
-            let base = path.parent().unwrap_or(Path::new("."));
-            files.push(resolve(base, &tls.cert_file));
-            files.push(resolve(base, &tls.key_file));
-            if let Some(ca) = tls.client_ca_file {
-                files.push(resolve(base, &ca));
-            }
-        }
-        files
-            .iter()
-            .map(|file| std::fs::metadata(file).and_then(|m| m.modified()).ok())
-            .collect()
-    }
-
     /// Reloads when a file changed; returns whether new settings took effect. A file that does not
     /// load leaves the previous settings in force.
     pub fn reload_if_changed(&self) -> Result<bool, WebConfigError> {
         let Some(path) = &self.path else {
             return Ok(false);
         };
-        let stamps = self.file_stamps();
+        let stamps = file_stamps(&self.current().files);
         {
             let mut known = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
             if *known == stamps {
@@ -356,9 +344,19 @@ impl WebConfig {
             *known = stamps;
         }
         let settings = load(path)?;
+        // The new file may name other certificates: watch those from now on.
+        *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) = file_stamps(&settings.files);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
         Ok(true)
     }
+}
+
+/// Modification times of `files`; a missing file has none.
+fn file_stamps(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|file| std::fs::metadata(file).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 #[cfg(test)]

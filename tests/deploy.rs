@@ -21,6 +21,28 @@ fn render(dir: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A JSON array of strings.
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|item| item.as_str().expect("a string"))
+        .collect()
+}
+
+fn sorted(value: &Value) -> Vec<&str> {
+    let mut list = strings(value);
+    list.sort_unstable();
+    list
+}
+
+/// The binary accepts the flags a manifest passes it.
+fn assert_flags_load(args: &[&str], extra: &[&str]) {
+    let all = std::iter::once("kube-event-metrics").chain(args.iter().chain(extra).copied());
+    kube_event_metrics::config::Config::load(all).expect("manifest flags are valid");
+}
+
 fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
 }
@@ -75,19 +97,9 @@ fn rbac_grants_only_list_and_watch_on_events() {
     let rules = roles[0]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), 1);
     let rule = &rules[0];
-    let strings = |v: &Value| -> Vec<String> {
-        let mut list: Vec<String> = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_owned())
-            .collect();
-        list.sort();
-        list
-    };
-    assert_eq!(strings(&rule["apiGroups"]), vec!["", "events.k8s.io"]);
-    assert_eq!(strings(&rule["resources"]), vec!["events"]);
-    assert_eq!(strings(&rule["verbs"]), vec!["list", "watch"]);
+    assert_eq!(sorted(&rule["apiGroups"]), vec!["", "events.k8s.io"]);
+    assert_eq!(sorted(&rule["resources"]), vec!["events"]);
+    assert_eq!(sorted(&rule["verbs"]), vec!["list", "watch"]);
     let binding = find(&objects, "ClusterRoleBinding")[0];
     assert_eq!(binding["roleRef"]["name"], roles[0]["metadata"]["name"]);
     let account = find(&objects, "ServiceAccount")[0];
@@ -128,12 +140,7 @@ fn the_deployment_is_locked_down_and_scraped_with_our_labels() {
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert!(container["resources"]["limits"]["memory"].is_string());
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = strings(&container["args"]);
     let state = args
         .iter()
         .find_map(|a| a.strip_prefix("--state-file="))
@@ -145,10 +152,7 @@ fn the_deployment_is_locked_down_and_scraped_with_our_labels() {
     );
     assert!(pod["volumes"][0]["emptyDir"].is_object());
 
-    // The flags the manifest passes are flags the binary accepts.
-    let mut full = vec!["kube-event-metrics".to_string()];
-    full.extend(args.iter().map(|a| a.to_string()));
-    kube_event_metrics::config::Config::load(full).expect("manifest flags are valid");
+    assert_flags_load(&args, &[]);
 
     let service = find(&objects, "Service")[0];
     assert_eq!(
@@ -191,12 +195,7 @@ fn the_ha_overlay_elects_a_leader_with_leases_only_in_its_namespace() {
     let deployment = find(&objects, "Deployment")[0];
     assert_eq!(deployment["spec"]["replicas"], 2);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = strings(&container["args"]);
     assert!(args.contains(&"--leader-election"));
     let env: Vec<&str> = container["env"]
         .as_array()
@@ -205,10 +204,8 @@ fn the_ha_overlay_elects_a_leader_with_leases_only_in_its_namespace() {
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert_eq!(env, vec!["POD_NAMESPACE", "POD_NAME"]);
-    let mut full = vec!["kube-event-metrics".to_string()];
-    full.extend(args.iter().map(|a| a.to_string()));
-    full.push("--leader-election.namespace=kube-event-metrics".into());
-    kube_event_metrics::config::Config::load(full).expect("manifest flags are valid");
+    // POD_NAMESPACE comes from the downward API in the cluster.
+    assert_flags_load(&args, &["--leader-election.namespace=kube-event-metrics"]);
     assert!(deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"].is_object());
 
     // Events as in the base; leases only in the exporter's namespace, only the verbs used.
@@ -221,14 +218,7 @@ fn the_ha_overlay_elects_a_leader_with_leases_only_in_its_namespace() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["apiGroups"][0], "coordination.k8s.io");
     assert_eq!(rules[0]["resources"][0], "leases");
-    let mut verbs: Vec<&str> = rules[0]["verbs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    verbs.sort();
-    assert_eq!(verbs, vec!["create", "get", "patch"]);
+    assert_eq!(sorted(&rules[0]["verbs"]), vec!["create", "get", "patch"]);
     let binding = find(&objects, "RoleBinding")[0];
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     let budget = find(&objects, "PodDisruptionBudget")[0];

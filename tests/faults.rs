@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,13 +93,7 @@ async fn forbidden_at_start_names_the_verb_keeps_serving_and_recovers_without_re
         .status();
     let status = child.wait().unwrap();
     assert!(status.success());
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = support::stderr_of(&mut child);
     let forbidden: Vec<&str> = logs
         .lines()
         .filter(|line| line.contains("RBAC verb \\\"list\\\" on resource \\\"events\\\""))

@@ -226,10 +226,7 @@ fn empty_input_is_not_an_error_and_neither_json_nor_yaml_is() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("level=error"))
-        .collect();
+    let errors = support::error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("neither JSON nor YAML"), "{stderr}");
 }

@@ -270,10 +270,7 @@ fn a_bad_web_config_stops_start_up_naming_the_key() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("level=error"))
-        .collect();
+    let errors = support::error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("client_auth_type"), "{stderr}");
 }

@@ -51,6 +51,22 @@ pub fn exporter_process(api: &FakeApi, addr: SocketAddr) -> std::process::Comman
     command
 }
 
+/// What a stopped exporter process logged on stderr.
+pub fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut logs = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut logs).expect("stderr is text");
+    }
+    logs
+}
+
+/// The logfmt lines logged at level error.
+pub fn error_lines(logs: &str) -> Vec<&str> {
+    logs.lines()
+        .filter(|line| line.contains("level=error"))
+        .collect()
+}
+
 /// The exporter started with exactly these flags (plus an ephemeral port), no cluster.
 pub async fn start_exporter_with(flags: &[&str]) -> Running {
     let mut args = vec![
