@@ -10,7 +10,9 @@ use kube_event_metrics::config::LabelFilters;
 use kube_event_metrics::ingest::Ingest;
 use kube_event_metrics::ledger::{Ledger, UidKey};
 use kube_event_metrics::metrics::{self, Format, SelfStats};
-use kube_event_metrics::source::{Delivery, Observation, OwnedLabels, Signal, SlimEvent};
+use kube_event_metrics::source::{
+    Delivery, ObjectName, Observation, OwnedLabels, Signal, SlimEvent,
+};
 use kube_event_metrics::store::{KeyScratch, LabelValues, SeriesStore};
 
 fn labels(n: usize) -> OwnedLabels {
@@ -28,6 +30,11 @@ fn observation(n: usize, occurrences: u32) -> Observation {
         uid: UidKey(n as u128 * 0x9E37_79B9_7F4A_7C15),
         labels: labels(n),
         occurrences,
+        object: ObjectName {
+            namespace: "shop".into(),
+            name: format!("pod-{n}.17a2b3c4d5e6f708"),
+            first_timestamp: "2026-12-01T10:00:00Z".into(),
+        },
     }
 }
 
@@ -107,7 +114,9 @@ fn ingest_benches(c: &mut Criterion) {
             if n == 0 {
                 count += 1;
             }
-            let outcome = ledger.observe(0, uids[n], series[n % 400], count).unwrap();
+            let outcome = ledger
+                .observe(0, uids[n], series[n % 400], count, None)
+                .unwrap();
             if let Some(increment) = outcome.increment() {
                 store.add(increment.series, increment.delta);
             }
@@ -118,14 +127,16 @@ fn ingest_benches(c: &mut Criterion) {
         let mut ledger = Ledger::new(1, false);
         ledger.list_started(0).unwrap();
         for n in 0..10_000 {
-            ledger.observe(0, observation(n, 1).uid, 0, 1).unwrap();
+            ledger
+                .observe(0, observation(n, 1).uid, 0, 1, None)
+                .unwrap();
         }
         ledger.list_done(0).unwrap();
         let uids: Vec<UidKey> = (0..10_000).map(|n| observation(n, 1).uid).collect();
         b.iter(|| {
             ledger.list_started(0).unwrap();
             for uid in &uids {
-                ledger.observe(0, *uid, 0, 2).unwrap();
+                ledger.observe(0, *uid, 0, 2, None).unwrap();
             }
             ledger.list_done(0).unwrap()
         });

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,20 +11,20 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::config::{Config, LeaderElection, SourceConfig};
+use crate::config::{Config, SourceConfig};
 use crate::ingest::Ingest;
+use crate::leader::{self, Election, Leadership, Term};
 use crate::metrics::{self, Format, SelfStats};
-use crate::server::{self, ServerState};
+use crate::persistence::Persistence;
+use crate::server::{self, CutRequester, ServerState};
 use crate::source::Signal;
 use crate::source::demo::{Recording, RecordingError};
 use crate::source::kube::watch_events;
 use crate::source::replay::{ReplayError, ReplayInput};
-use crate::state;
 use crate::store::SeriesStore;
 use crate::webconfig::{WebConfig, WebConfigError};
-use kube_lease_manager::LeaseManagerBuilder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -45,8 +44,6 @@ pub enum StartError {
     Replay(#[from] ReplayError),
     #[error(transparent)]
     Recording(#[from] RecordingError),
-    #[error("cannot set up leader election: {0}")]
-    Lease(#[source] kube_lease_manager::LeaseManagerError),
     #[error("--once needs --replay")]
     OnceWithoutReplay,
     #[error("encoding the metrics failed")]
@@ -67,16 +64,21 @@ pub struct Running {
     stop: watch::Sender<bool>,
     /// Why the exporter must stop on its own (a leader that lost its Lease).
     failed: watch::Receiver<Option<String>>,
-    tasks: Vec<JoinHandle<()>>,
+    ingest_task: JoinHandle<()>,
+    election: Option<Election>,
+    server_task: JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops watching and serving, and waits for both to finish.
+    /// Stops watching and serving, and waits for both to finish: the last snapshot is written,
+    /// then the Lease released, so a standby takes over at once and finds nothing left to do.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        let _ = self.ingest_task.await;
+        if let Some(election) = self.election {
+            election.release().await;
         }
+        let _ = self.server_task.await;
     }
 
     /// Runs until `shutdown` completes, or until the exporter fails on its own: then it stops at
@@ -118,160 +120,200 @@ async fn kube_client(config: &Config) -> Result<kube::Client, StartError> {
     kube::Client::try_from(client_config).map_err(StartError::Client)
 }
 
-/// The signals of the configured source, as one stream.
-async fn signals(
-    config: &Config,
-    stats: &Arc<SelfStats>,
-    failed: watch::Sender<Option<String>>,
-) -> Result<BoxStream<'static, Signal>, StartError> {
-    match &config.source {
-        SourceConfig::Kube { watches } => {
-            let client = kube_client(config).await?;
-            match &config.leader_election {
-                None => Ok(watch_events(client, watches).boxed()),
-                Some(election) => {
-                    elected(client, watches.clone(), election, stats.clone(), failed).await
-                }
+/// Where observations come from. A cluster's watches open only once counting begins (under
+/// leader election: once this replica leads), a replay or the demo at once.
+enum Feed {
+    Kube {
+        client: kube::Client,
+        watches: Vec<crate::source::kube::WatchSpec>,
+    },
+    Ready(BoxStream<'static, Signal>),
+}
+
+impl Feed {
+    async fn open(config: &Config) -> Result<Feed, StartError> {
+        match &config.source {
+            SourceConfig::Kube { watches } => Ok(Feed::Kube {
+                client: kube_client(config).await?,
+                watches: watches.clone(),
+            }),
+            SourceConfig::Replay { path } => {
+                // Opened here so a missing or unreadable file fails start-up.
+                let input = ReplayInput::open(path)?;
+                let (sender, receiver) = mpsc::channel(SIGNAL_BUFFER);
+                tokio::task::spawn_blocking(move || {
+                    let mut emit = |signal| {
+                        // The receiver is gone only when the exporter stops.
+                        let _ = sender.blocking_send(signal);
+                    };
+                    match input.run(&mut emit) {
+                        Ok(()) => info!("replay input fully read; serving its counters"),
+                        Err(error) => {
+                            tracing::error!(%error, "replay stopped; serving what was read")
+                        }
+                    }
+                });
+                Ok(Feed::Ready(receiver_stream(receiver)))
+            }
+            SourceConfig::Demo { speed } => {
+                let recording = Recording::bundled()?;
+                let (sender, receiver) = mpsc::channel(SIGNAL_BUFFER);
+                tokio::spawn(recording.play(*speed, sender));
+                Ok(Feed::Ready(receiver_stream(receiver)))
             }
         }
-        SourceConfig::Replay { path } => {
-            // Opened here so a missing or unreadable file fails start-up.
-            let input = ReplayInput::open(path)?;
-            let (sender, receiver) = mpsc::channel(SIGNAL_BUFFER);
-            tokio::task::spawn_blocking(move || {
-                let mut emit = |signal| {
-                    // The receiver is gone only when the exporter stops.
-                    let _ = sender.blocking_send(signal);
-                };
-                match input.run(&mut emit) {
-                    Ok(()) => info!("replay input fully read; serving its counters"),
-                    Err(error) => tracing::error!(%error, "replay stopped; serving what was read"),
-                }
-            });
-            Ok(receiver_stream(receiver))
+    }
+
+    fn client(&self) -> Option<&kube::Client> {
+        match self {
+            Feed::Kube { client, .. } => Some(client),
+            Feed::Ready(_) => None,
         }
-        SourceConfig::Demo { speed } => {
-            let recording = Recording::bundled()?;
-            let (sender, receiver) = mpsc::channel(SIGNAL_BUFFER);
-            tokio::spawn(recording.play(*speed, sender));
-            Ok(receiver_stream(receiver))
+    }
+
+    fn signals(self) -> BoxStream<'static, Signal> {
+        match self {
+            Feed::Kube { client, watches } => watch_events(client, &watches).boxed(),
+            Feed::Ready(stream) => stream,
         }
     }
 }
 
 const SIGNAL_BUFFER: usize = 1024;
 
-/// The watches, once this replica holds the Lease. A standby neither watches nor exports Event
-/// series, and is ready. A leader that loses the Lease reports it through `failed` and the
-/// exporter stops at once, so that Kubernetes restarts it as a standby.
-async fn elected(
-    client: kube::Client,
-    watches: Vec<crate::source::kube::WatchSpec>,
-    election: &LeaderElection,
-    stats: Arc<SelfStats>,
-    failed: watch::Sender<Option<String>>,
-) -> Result<BoxStream<'static, Signal>, StartError> {
-    let grace = (election.duration_seconds / 3).max(1);
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-        .with_namespace(&election.namespace)
-        .with_identity(&election.identity)
-        .with_duration(election.duration_seconds)
-        .with_grace(grace)
-        .build()
-        .await
-        .map_err(StartError::Lease)?;
-    let (mut leading, _lease_task) = manager.watch().await;
-    stats.set_standby(true);
-    info!(
-        lease = %election.lease_name,
-        namespace = %election.namespace,
-        identity = %election.identity,
-        "standing by for the Lease"
-    );
-    let (became_leader, lead) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        while !*leading.borrow_and_update() {
-            if leading.changed().await.is_err() {
-                let _ = failed.send(Some("the lease manager stopped".into()));
-                return;
-            }
-        }
-        info!("acquired the Lease; watching Events");
-        stats.set_standby(false);
-        let _ = became_leader.send(());
-        loop {
-            let changed = leading.changed().await;
-            if changed.is_err() || !*leading.borrow() {
-                tracing::error!(
-                    "lost the Lease; stopping so that a restart comes back as a standby"
-                );
-                let _ = failed.send(Some("lost the leader-election Lease".into()));
-                return;
-            }
-        }
-    });
-    Ok(futures::stream::once(async move {
-        match lead.await {
-            Ok(()) => watch_events(client, &watches).boxed(),
-            Err(_) => futures::stream::empty().boxed(),
-        }
-    })
-    .flatten()
-    .boxed())
-}
-
 /// How often the web config and its certificates are checked for changes.
 const WEB_CONFIG_POLL: Duration = Duration::from_secs(2);
 
-/// How often the ledger is snapshotted to `--state-file` when it changed.
-const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(5);
+type CutRequests = mpsc::Receiver<tokio::sync::oneshot::Sender<()>>;
 
-/// Where and for which watches the ledger is snapshotted.
-struct Persistence {
-    path: PathBuf,
-    fingerprints: Arc<[u64]>,
+/// The ingest task's inputs: become leader → restore or baseline → count → fence or stop.
+struct Counting {
+    feed: Feed,
+    ingest: Ingest,
+    stats: Arc<SelfStats>,
+    persistence: Option<Persistence>,
+    leadership: Option<watch::Receiver<Leadership>>,
+    cuts: Option<CutRequests>,
+    stopped: watch::Receiver<bool>,
+    failed: watch::Sender<Option<String>>,
 }
 
-impl Persistence {
-    /// Writes a snapshot in the background if the ledger changed.
-    fn write(&self, ingest: &mut Ingest) -> Option<JoinHandle<()>> {
-        let bytes = ingest.take_snapshot(&self.fingerprints)?;
-        let path = self.path.clone();
-        Some(tokio::task::spawn_blocking(
-            move || match state::write_atomic(&path, &bytes) {
-                Ok(()) => {
-                    debug!(path = %path.display(), bytes = bytes.len(), "state snapshot written")
-                }
-                Err(error) => warn!(path = %path.display(), %error, "cannot write the state file"),
-            },
-        ))
+/// Answers cut requests while nothing is counted: there is nothing to publish or persist.
+async fn answer_cuts(cuts: &mut Option<CutRequests>) {
+    match cuts {
+        Some(cuts) => {
+            while let Some(reply) = cuts.recv().await {
+                let _ = reply.send(());
+            }
+            std::future::pending().await
+        }
+        None => std::future::pending().await,
     }
 }
 
-/// Restores `--state-file` into `ingest` when it is fresh; a missing, stale or corrupt file falls
-/// back to the baseline with a warning.
-fn persistence(config: &Config, ingest: &mut Ingest) -> Option<Persistence> {
-    let path = config.state_file.clone()?;
-    let SourceConfig::Kube { watches } = &config.source else {
-        return None;
+async fn next_cut(cuts: &mut Option<CutRequests>) -> Option<tokio::sync::oneshot::Sender<()>> {
+    match cuts {
+        Some(cuts) => cuts.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when this replica is fenced, with why; never without leader election.
+async fn fenced(leadership: &mut Option<watch::Receiver<Leadership>>) -> String {
+    let Some(leadership) = leadership else {
+        return std::future::pending().await;
     };
-    let fingerprints: Arc<[u64]> = watches
-        .iter()
-        .map(|watch| state::fingerprint(&watch.describe()))
-        .collect();
-    match state::load(&path, config.state_file_max_age) {
-        Ok(snapshot) => {
-            let restored = ingest.restore(snapshot, &fingerprints);
-            info!(path = %path.display(), restored, "state restored; the first list is diffed against it");
-        }
-        Err(state::StateError::Missing(_)) => {
-            info!(path = %path.display(), "no state file yet; the first list is the baseline");
-        }
-        Err(error) => {
-            warn!(path = %path.display(), %error, "state file not used; the first list is the baseline");
+    match leadership
+        .wait_for(|now| matches!(now, Leadership::Fenced(_)))
+        .await
+    {
+        Ok(now) => match &*now {
+            Leadership::Fenced(why) => why.clone(),
+            _ => String::new(),
+        },
+        Err(_) => "the leader election stopped".into(),
+    }
+}
+
+impl Counting {
+    /// Waits for the Lease (without election: at once); `None` if the exporter stops first.
+    async fn lead(&mut self) -> Option<Option<Term>> {
+        let Some(leadership) = self.leadership.as_mut() else {
+            return Some(None);
+        };
+        let stats = self.stats.clone();
+        let wait = async {
+            loop {
+                match &*leadership.borrow_and_update() {
+                    Leadership::Pending => {}
+                    Leadership::Standby => stats.set_standby(true),
+                    Leadership::Leading(term) => return Ok(term.clone()),
+                    Leadership::Fenced(why) => return Err(why.clone()),
+                }
+                if leadership.changed().await.is_err() {
+                    return Err("the leader election stopped".to_string());
+                }
+            }
+        };
+        tokio::select! {
+            outcome = wait => match outcome {
+                Ok(term) => Some(Some(term)),
+                Err(why) => {
+                    let _ = self.failed.send(Some(why));
+                    None
+                }
+            },
+            () = answer_cuts(&mut self.cuts) => None,
+            _ = self.stopped.wait_for(|stop| *stop) => None,
         }
     }
-    Some(Persistence { path, fingerprints })
+
+    async fn run(mut self) {
+        let Some(term) = self.lead().await else {
+            return;
+        };
+        if let Some(persistence) = &self.persistence {
+            persistence.restore_into(&mut self.ingest, term.as_ref());
+        }
+        if term.is_some() {
+            info!("leading: watching Events");
+            self.stats.set_standby(false);
+        }
+        let writer = self.persistence.as_ref().map(Persistence::writer);
+        let lease = self
+            .persistence
+            .as_ref()
+            .and_then(|persistence| persistence.lease_term(term.as_ref()));
+        let mut signals = self.feed.signals();
+        loop {
+            tokio::select! {
+                signal = signals.next() => match signal {
+                    Some(signal) => self.ingest.handle(signal),
+                    None => break,
+                },
+                reply = next_cut(&mut self.cuts) => {
+                    if let (Some(persistence), Some(writer)) = (&self.persistence, &writer) {
+                        writer.submit(self.ingest.cut(persistence.prints(), lease.as_ref()));
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                }
+                why = fenced(&mut self.leadership) => {
+                    // Before anything else: no Event series from a replica that is not leader.
+                    self.stats.standby.store(true, std::sync::atomic::Ordering::Release);
+                    let _ = self.failed.send(Some(format!("lost leadership: {why}")));
+                    break;
+                }
+                _ = self.stopped.wait_for(|stop| *stop) => break,
+            }
+        }
+        // The last cut a scrape served is what persists; what was counted after it no scrape
+        // saw, so the next start counts it again.
+        if let Some(writer) = writer {
+            writer.finish().await;
+        }
+    }
 }
 
 fn receiver_stream(receiver: mpsc::Receiver<Signal>) -> BoxStream<'static, Signal> {
@@ -290,6 +332,7 @@ fn new_ingest(config: &Config, store: &Arc<SeriesStore>, stats: &Arc<SelfStats>)
         store.clone(),
         stats.clone(),
     )
+    .with_tombstone_limits(config.tombstones)
 }
 
 /// `--replay … --once`: reads the whole input and returns what `/metrics` would serve with no
@@ -332,7 +375,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let web = Arc::new(WebConfig::start(config.web_config_file.as_deref())?);
     let stats = Arc::new(SelfStats::default());
     let (failed_sender, failed) = watch::channel(None);
-    let signals = signals(config, &stats, failed_sender).await?;
+    let feed = Feed::open(config).await?;
     let listener = bind(&config.listen_address).await?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
         address: config.listen_address.clone(),
@@ -345,48 +388,48 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
 
-    let mut ingest = new_ingest(config, &store, &stats);
-    let persistence = persistence(config, &mut ingest);
-    let ingest_stop = wait_stop(stopped.clone());
-    let ingest_task = tokio::spawn(async move {
-        let mut signals = signals;
-        tokio::pin!(ingest_stop);
-        let mut tick = tokio::time::interval(SNAPSHOT_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut writing: Option<JoinHandle<()>> = None;
-        loop {
-            tokio::select! {
-                signal = signals.next() => match signal {
-                    Some(signal) => ingest.handle(signal),
-                    None => break,
-                },
-                _ = tick.tick(), if persistence.is_some() => {
-                    // One write at a time; a slow disk skips a round rather than queueing.
-                    if writing.as_ref().is_none_or(|w| w.is_finished())
-                        && let Some(persistence) = &persistence
-                    {
-                        writing = persistence.write(&mut ingest);
-                    }
-                }
-                () = &mut ingest_stop => break,
-            }
+    let election = match (&config.leader_election, feed.client()) {
+        (Some(settings), Some(client)) => {
+            // Neither exporting nor ready until the first attempt says where we stand.
+            stats
+                .standby
+                .store(true, std::sync::atomic::Ordering::Release);
+            Some(leader::start(client.clone(), settings))
         }
-        if let Some(persistence) = &persistence {
-            if let Some(pending) = writing {
-                let _ = pending.await;
-            }
-            if let Some(last) = persistence.write(&mut ingest) {
-                let _ = last.await;
-            }
+        _ => None,
+    };
+    let persistence = Persistence::new(config);
+    let (cut_requester, cut_requests) = match &persistence {
+        Some(_) => {
+            stats
+                .serve_published
+                .store(true, std::sync::atomic::Ordering::Release);
+            let (sender, receiver) = mpsc::channel(4);
+            (Some(CutRequester(sender)), Some(receiver))
         }
-    });
+        None => (None, None),
+    };
+    let counting = Counting {
+        feed,
+        ingest: new_ingest(config, &store, &stats),
+        stats: stats.clone(),
+        persistence,
+        leadership: election.as_ref().map(|e| e.leadership.clone()),
+        cuts: cut_requests,
+        stopped: stopped.clone(),
+        failed: failed_sender,
+    };
+    let ingest_task = tokio::spawn(counting.run());
 
-    let state = Arc::new(ServerState::new(
-        metrics::registry(store.clone(), stats.clone()),
-        stats.clone(),
-        config.telemetry_path.clone(),
-        web.clone(),
-    ));
+    let state = Arc::new(
+        ServerState::new(
+            metrics::registry(store.clone(), stats.clone()),
+            stats.clone(),
+            config.telemetry_path.clone(),
+            web.clone(),
+        )
+        .with_cuts(cut_requester),
+    );
     if config.web_config_file.is_some() {
         let reload_stop = wait_stop(stopped.clone());
         tokio::spawn(async move {
@@ -443,7 +486,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         stats,
         stop,
         failed,
-        tasks: vec![ingest_task, server_task],
+        ingest_task,
+        election,
+        server_task,
     })
 }
 

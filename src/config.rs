@@ -8,6 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::ledger::TombstoneLimits;
 use crate::source::kube::WatchSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -153,6 +154,11 @@ pub struct Flags {
     )]
     pub lease_duration: String,
 
+    /// A leader that has not renewed the Lease for this long stops counting and exporting at
+    /// once, before a standby can take over; default: two thirds of the lease duration.
+    #[arg(long = "leader-election.renew-deadline", value_name = "DURATION")]
+    pub renew_deadline: Option<String>,
+
     /// Snapshot the counting memory here so a restart counts what happened meanwhile exactly once.
     #[arg(long = "state-file", value_name = "PATH")]
     pub state_file: Option<PathBuf>,
@@ -164,6 +170,19 @@ pub struct Flags {
         default_value = "1h"
     )]
     pub state_file_max_age: String,
+
+    /// Remember deleted Events this long, so that one client-go re-creates under the same name
+    /// after the Event TTL counts only its new occurrence.
+    #[arg(
+        long = "tombstones.max-age",
+        value_name = "DURATION",
+        default_value = "2h"
+    )]
+    pub tombstones_max_age: String,
+
+    /// Remember at most this many deleted Events (about 40 bytes each); the oldest go first.
+    #[arg(long = "tombstones.max", value_name = "N", default_value_t = 250_000)]
+    pub tombstones_max: usize,
 
     /// Count Events from a file (or - for stdin) instead of a cluster: `kubectl get events -o json`
     /// or `-o yaml`, or a `-w -o json` watch stream, gzip or not. Counts history (implies
@@ -225,6 +244,12 @@ pub enum ConfigError {
     WatchTimeout(String),
     #[error("invalid --leader-election.lease-duration {0:?}: whole seconds from 3s to 1h")]
     LeaseDuration(String),
+    #[error(
+        "invalid --leader-election.renew-deadline {0:?}: a duration shorter than the lease duration"
+    )]
+    RenewDeadline(String),
+    #[error("invalid --tombstones.max-age {0:?}: a duration such as 2h")]
+    TombstonesMaxAge(String),
     #[error("invalid --leader-election.lease-name {0:?}: not a Kubernetes object name")]
     LeaseName(String),
     #[error(
@@ -256,6 +281,7 @@ pub struct Config {
     pub once: bool,
     pub state_file: Option<PathBuf>,
     pub state_file_max_age: Duration,
+    pub tombstones: TombstoneLimits,
     pub leader_election: Option<LeaderElection>,
     pub count_existing: bool,
     pub max_series: usize,
@@ -272,6 +298,8 @@ pub struct LeaderElection {
     /// The pod's name (POD_NAME, else HOSTNAME, which Kubernetes sets to it).
     pub identity: String,
     pub duration_seconds: u64,
+    /// Shorter than the lease duration: a leader fences itself before anyone can take over.
+    pub renew_deadline: Duration,
 }
 
 /// Where Events come from.
@@ -322,6 +350,23 @@ impl PartialEq for LabelFilters {
 impl Eq for LabelFilters {}
 
 impl LabelFilters {
+    /// A canonical description of what the filters admit, for the state file's fingerprint.
+    pub fn describe(&self) -> String {
+        let patterns = |list: &[Regex]| {
+            list.iter()
+                .map(|r| format!("{:?}", r.as_str()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "types={:?} include-reason=[{}] exclude-reason=[{}] exclude-namespace=[{}]",
+            self.types,
+            patterns(&self.include_reason),
+            patterns(&self.exclude_reason),
+            patterns(&self.exclude_namespace)
+        )
+    }
+
     /// Whether an Event with these label values is counted.
     pub fn admits(&self, namespace: &str, reason: &str, event_type: &str) -> bool {
         let matches_any = |list: &[Regex], value: &str| list.iter().any(|r| r.is_match(value));
@@ -423,10 +468,16 @@ struct FileSettings {
     lease_namespace: Option<String>,
     #[serde(rename = "leader-election.lease-duration")]
     lease_duration: Option<String>,
+    #[serde(rename = "leader-election.renew-deadline")]
+    renew_deadline: Option<String>,
     #[serde(rename = "state-file")]
     state_file: Option<PathBuf>,
     #[serde(rename = "state-file.max-age")]
     state_file_max_age: Option<String>,
+    #[serde(rename = "tombstones.max-age")]
+    tombstones_max_age: Option<String>,
+    #[serde(rename = "tombstones.max")]
+    tombstones_max: Option<usize>,
     replay: Option<PathBuf>,
     once: Option<bool>,
     demo: Option<bool>,
@@ -487,8 +538,11 @@ impl FileSettings {
             lease_name,
             lease_namespace,
             lease_duration,
+            renew_deadline,
             state_file,
             state_file_max_age,
+            tombstones_max_age,
+            tombstones_max,
             replay,
             once,
             demo,
@@ -634,17 +688,31 @@ impl Config {
                 .into_iter()
                 .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
                 .unwrap_or_else(|| format!("kube-event-metrics-{}", std::process::id()));
+            let lease = Duration::from_secs(duration_seconds);
+            let renew_deadline = match &flags.renew_deadline {
+                None => lease * 2 / 3,
+                Some(text) => parse_duration(text)
+                    .filter(|deadline| !deadline.is_zero() && *deadline < lease)
+                    .ok_or_else(|| ConfigError::RenewDeadline(text.clone()))?,
+            };
             Some(LeaderElection {
                 lease_name: flags.lease_name.clone(),
                 namespace,
                 identity,
                 duration_seconds,
+                renew_deadline,
             })
         } else {
             None
         };
         let state_file_max_age = parse_duration(&flags.state_file_max_age)
             .ok_or_else(|| ConfigError::MaxAge(flags.state_file_max_age.clone()))?;
+        let tombstones = TombstoneLimits {
+            max_age_seconds: parse_duration(&flags.tombstones_max_age)
+                .ok_or_else(|| ConfigError::TombstonesMaxAge(flags.tombstones_max_age.clone()))?
+                .as_secs(),
+            max_entries: flags.tombstones_max,
+        };
         if !(flags.demo_speed.is_finite() && flags.demo_speed > 0.0) {
             return Err(ConfigError::DemoSpeed(flags.demo_speed));
         }
@@ -695,6 +763,7 @@ impl Config {
             once: flags.once,
             state_file: flags.state_file,
             state_file_max_age,
+            tombstones,
             leader_election,
             filters,
             // A dump or a recording is history the user asks to count.

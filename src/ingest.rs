@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tracing::{info, warn};
 
 use crate::config::LabelFilters;
-use crate::ledger::{Ledger, Outcome, WatchId};
+use crate::ledger::{Ledger, NamedAt, Outcome, TombstoneLimits, WatchId};
 use crate::metrics::SelfStats;
 use crate::source::{Delivery, Observation, Signal};
 use crate::state;
@@ -20,9 +20,6 @@ pub struct Ingest {
     stats: Arc<SelfStats>,
     filters: LabelFilters,
     scratch: KeyScratch,
-    list_started_once: Vec<bool>,
-    /// The ledger changed since the last snapshot.
-    dirty: bool,
 }
 
 impl Ingest {
@@ -39,28 +36,49 @@ impl Ingest {
             stats,
             filters,
             scratch: KeyScratch::default(),
-            list_started_once: vec![false; watches],
-            dirty: false,
         }
     }
 
-    /// Restores a `--state-file` snapshot before the first signal; returns the Events restored.
-    pub fn restore(&mut self, snapshot: state::Snapshot, fingerprints: &[u64]) -> usize {
-        let restored = state::restore(&mut self.ledger, snapshot, fingerprints);
+    pub fn with_tombstone_limits(mut self, limits: TombstoneLimits) -> Self {
+        self.ledger = self.ledger.with_tombstone_limits(limits);
+        self
+    }
+
+    /// Restores a `--state-file` snapshot before the first signal.
+    pub fn restore(
+        &mut self,
+        snapshot: state::Snapshot,
+        prints: &[state::WatchPrint],
+    ) -> state::Restored {
+        let restored = state::restore(&mut self.ledger, snapshot, prints);
         self.publish_size();
         restored
     }
 
-    /// The ledger encoded for `--state-file` if it changed since the last call.
-    pub fn take_snapshot(&mut self, fingerprints: &[u64]) -> Option<Vec<u8>> {
-        if !std::mem::take(&mut self.dirty) {
-            return None;
-        }
-        Some(state::encode(&self.ledger, fingerprints))
+    /// A consistent cut: the counter values scrapes will serve are published from the store as
+    /// they are now, and the ledger that produced exactly them is encoded for `--state-file`. A
+    /// restart from this snapshot counts every occurrence after the cut once, and none before.
+    pub fn cut(
+        &mut self,
+        prints: &[state::WatchPrint],
+        lease: Option<&state::LeaseTerm>,
+    ) -> Vec<u8> {
+        self.store.publish();
+        self.stats
+            .synced_published
+            .store(self.stats.is_synced(), Ordering::Release);
+        state::encode(&self.ledger, prints, lease)
+    }
+
+    pub fn tracked_events(&self) -> usize {
+        self.ledger.len()
+    }
+
+    pub fn tombstones(&self) -> usize {
+        self.ledger.tombstone_count()
     }
 
     pub fn handle(&mut self, signal: Signal) {
-        self.dirty |= !matches!(signal, Signal::WatchError { .. });
         let result = match signal {
             Signal::ListStarted(watch) => self.list_started(watch),
             Signal::Object {
@@ -97,12 +115,8 @@ impl Ingest {
     }
 
     fn list_started(&mut self, watch: WatchId) -> Result<(), crate::ledger::LedgerError> {
-        self.ledger.list_started(watch)?;
-        if let Some(started) = self.list_started_once.get_mut(usize::from(watch)) {
-            if *started {
-                self.stats.relists.fetch_add(1, Ordering::Relaxed);
-            }
-            *started = true;
+        if self.ledger.list_started(watch)? {
+            self.stats.relists.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -121,20 +135,25 @@ impl Ingest {
             return Ok(());
         }
         let values = observation.labels.as_values();
+        let known = self.ledger.series_of(observation.uid);
         // An update of a known Event usually keeps its labels: skip interning then.
-        let series = match self.ledger.series_of(observation.uid) {
+        let series = match known {
             Some(known) if self.store.has_labels(known, &values) => known,
             _ => self.store.intern(&values, &mut self.scratch),
         };
+        // Only creations and deletions need the object's name (tombstones), so updates of known
+        // Events pay for neither the hash nor the clock.
+        let named = (known.is_none() || delivery == Delivery::Deleted).then(|| NamedAt {
+            name: observation.object.key(),
+            now: state::unix_now(),
+        });
+        let (uid, occurrences) = (observation.uid, observation.occurrences);
         let outcome = match delivery {
             Delivery::Listed | Delivery::Applied => {
                 self.ledger
-                    .observe(watch, observation.uid, series, observation.occurrences)?
+                    .observe(watch, uid, series, occurrences, named)?
             }
-            Delivery::Deleted => {
-                self.ledger
-                    .delete(watch, observation.uid, series, observation.occurrences)?
-            }
+            Delivery::Deleted => self.ledger.delete(watch, uid, series, occurrences, named)?,
         };
         match outcome {
             Outcome::Counted(increment) => self.store.add(increment.series, increment.delta),
@@ -168,5 +187,8 @@ impl Ingest {
         self.stats
             .tracked_events
             .store(self.ledger.len() as u64, Ordering::Relaxed);
+        self.stats
+            .tombstones
+            .store(self.ledger.tombstone_count() as u64, Ordering::Relaxed);
     }
 }

@@ -4,7 +4,7 @@
 //! occurrence reaches a counter exactly once across updates, relists and deletions. It is pure and
 //! synchronous: callers feed it observations and apply the increments it returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 
 /// Index of a counter in the series store.
@@ -101,6 +101,101 @@ struct WatchState {
     generation: u16,
 }
 
+/// A hash of an Event object's namespace, name and `firstTimestamp`: what survives when the API
+/// server deletes an Event after its TTL and client-go's recorder creates it again under the
+/// same name, with a new uid and the running count plus one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NameKey(pub u64);
+
+impl NameKey {
+    pub fn new(namespace: &str, name: &str, first_timestamp: &str) -> Self {
+        // Length-prefixed parts, so ("a/b", "c") and ("a", "b/c") differ.
+        let mut hash = FNV64_OFFSET;
+        for part in [namespace, name, first_timestamp] {
+            hash = fnv1a_64_from(hash, &(part.len() as u32).to_le_bytes());
+            hash = fnv1a_64_from(hash, part.as_bytes());
+        }
+        Self(hash)
+    }
+}
+
+const FNV64_OFFSET: u64 = 0xcbf29ce484222325;
+
+fn fnv1a_64_from(start: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(start, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// The name of an object being created or deleted, and the time (Unix seconds) it happens: all
+/// the ledger needs to remember a deleted Event, and to recognise it when it is re-created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamedAt {
+    pub name: NameKey,
+    pub now: u64,
+}
+
+/// How long, and how many, deleted Events are remembered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TombstoneLimits {
+    pub max_age_seconds: u64,
+    pub max_entries: usize,
+}
+
+impl Default for TombstoneLimits {
+    fn default() -> Self {
+        Self {
+            max_age_seconds: 2 * 3600,
+            max_entries: 250_000,
+        }
+    }
+}
+
+/// Deleted Events by name: final occurrences and when they were deleted, oldest first, bounded
+/// in age and number.
+#[derive(Default)]
+struct Tombstones {
+    by_name: HashMap<NameKey, (u32, u64), UidKeyHasher>,
+    /// Deletion order; a name deleted twice appears twice, and only its last entry counts.
+    order: VecDeque<(NameKey, u64)>,
+    limits: TombstoneLimits,
+}
+
+impl Tombstones {
+    fn insert(&mut self, name: NameKey, occurrences: u32, deleted_at: u64) {
+        self.by_name.insert(name, (occurrences, deleted_at));
+        self.order.push_back((name, deleted_at));
+        self.expire(deleted_at);
+    }
+
+    /// The occurrences of a deleted Event of this name, forgotten as it is re-created.
+    fn take(&mut self, name: NameKey, now: u64) -> Option<u32> {
+        self.expire(now);
+        self.by_name
+            .remove(&name)
+            .map(|(occurrences, _)| occurrences)
+    }
+
+    fn expire(&mut self, now: u64) {
+        let oldest_kept = now.saturating_sub(self.limits.max_age_seconds);
+        while let Some(&(name, deleted_at)) = self.order.front() {
+            let too_many = self.order.len() > self.limits.max_entries;
+            if deleted_at >= oldest_kept && !too_many {
+                break;
+            }
+            self.order.pop_front();
+            // Only the entry of the name's last deletion removes it.
+            if self
+                .by_name
+                .get(&name)
+                .is_some_and(|(_, at)| *at == deleted_at)
+            {
+                self.by_name.remove(&name);
+            }
+        }
+    }
+}
+
 /// An amount to add to one counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Increment {
@@ -147,6 +242,7 @@ pub struct Ledger {
     entries: HashMap<UidKey, Entry, UidKeyHasher>,
     watches: Vec<WatchState>,
     count_existing: bool,
+    tombstones: Tombstones,
 }
 
 impl Ledger {
@@ -157,6 +253,44 @@ impl Ledger {
             entries: HashMap::with_hasher(UidKeyHasher::default()),
             watches: vec![WatchState::default(); watches],
             count_existing,
+            tombstones: Tombstones::default(),
+        }
+    }
+
+    pub fn with_tombstone_limits(mut self, limits: TombstoneLimits) -> Self {
+        self.tombstones.limits = limits;
+        self
+    }
+
+    /// Whether `watch` counts (rule 1 is over for it): what a snapshot records per watch.
+    pub fn is_counting(&self, watch: WatchId) -> bool {
+        self.watches
+            .get(usize::from(watch))
+            .is_some_and(|state| state.counting)
+    }
+
+    /// Deleted Events remembered, for a snapshot: (name, occurrences, deleted at), oldest first.
+    pub fn tombstones(&self) -> impl Iterator<Item = (NameKey, u32, u64)> + '_ {
+        self.tombstones.order.iter().filter_map(|&(name, at)| {
+            let (occurrences, last_at) = *self.tombstones.by_name.get(&name)?;
+            (last_at == at).then_some((name, occurrences, at))
+        })
+    }
+
+    pub fn tombstone_count(&self) -> usize {
+        self.tombstones.by_name.len()
+    }
+
+    /// Restores deleted Events a snapshot remembered (oldest first).
+    pub fn restore_tombstones(
+        &mut self,
+        remembered: impl IntoIterator<Item = (NameKey, u32, u64)>,
+    ) {
+        for (name, occurrences, deleted_at) in remembered {
+            self.tombstones
+                .by_name
+                .insert(name, (occurrences, deleted_at));
+            self.tombstones.order.push_back((name, deleted_at));
         }
     }
 
@@ -187,16 +321,19 @@ impl Ledger {
     }
 
     /// Restores what a snapshot remembered for `watch` before its first list, which is then
-    /// diffed against it instead of being taken as the baseline: occurrences during a restart
-    /// count once. Series ids are not kept across restarts; the next observation of each Event
-    /// brings its series.
+    /// diffed against it: occurrences during a restart count once. With `counting`, the
+    /// snapshot replaces rule 1 (Events it does not know are new); without (it was taken before
+    /// the watch's first list completed, or under other filters) the first list is still the
+    /// baseline for unknown Events, and only the remembered ones are diffed. Series ids are not
+    /// kept across restarts; the next observation of each Event brings its series.
     pub fn restore(
         &mut self,
         watch: WatchId,
         remembered: impl IntoIterator<Item = (UidKey, u32)>,
+        counting: bool,
     ) -> Result<usize, LedgerError> {
         let state = self.watch_mut(watch)?;
-        state.counting = true;
+        state.counting = counting;
         let generation = state.generation;
         let before = self.entries.len();
         for (uid, occurrences) in remembered {
@@ -220,20 +357,26 @@ impl Ledger {
     }
 
     /// A list of `watch` begins (the first one, a retry, or a relist after the watch expired).
-    pub fn list_started(&mut self, watch: WatchId) -> Result<(), LedgerError> {
+    /// Returns whether it is a relist: the watch had completed a list, and this is not a retry
+    /// of a list that failed part-way.
+    pub fn list_started(&mut self, watch: WatchId) -> Result<bool, LedgerError> {
         let state = self.watch_mut(watch)?;
+        let relist = state.synced && !state.listing;
         state.listing = true;
         state.generation = state.generation.wrapping_add(1);
-        Ok(())
+        Ok(relist)
     }
 
-    /// An object listed or applied by `watch` (rules 1–4).
+    /// An object listed or applied by `watch` (rules 1–4). `named` is needed only for a uid the
+    /// ledger does not know: a re-creation of a deleted Event of the same name and
+    /// `firstTimestamp` is diffed against what the deleted one had counted.
     pub fn observe(
         &mut self,
         watch: WatchId,
         uid: UidKey,
         series: SeriesId,
         occurrences: u32,
+        named: Option<NamedAt>,
     ) -> Result<Outcome, LedgerError> {
         let count_existing = self.count_existing;
         let state = *self.watch_mut(watch)?;
@@ -245,11 +388,21 @@ impl Ledger {
             generation: state.generation,
         };
         let previous = self.entries.insert(uid, entry);
-        if in_baseline {
-            return Ok(Outcome::Remembered);
-        }
         Ok(match previous {
-            None => counted(series, u64::from(occurrences)),
+            // Rule 1: what the baseline finds is history, unless it was seen before (a snapshot,
+            // an earlier attempt at the same first list): then only its growth is new.
+            None if in_baseline => Outcome::Remembered,
+            None => {
+                let before = named.and_then(|named| self.tombstones.take(named.name, named.now));
+                match before {
+                    Some(old) if occurrences >= old => {
+                        counted(series, u64::from(occurrences - old))
+                    }
+                    // Same name, fewer occurrences: a new series of occurrences (events.k8s.io
+                    // re-creates without its series), all of them new.
+                    Some(_) | None => counted(series, u64::from(occurrences)),
+                }
+            }
             Some(old) if occurrences >= old.occurrences => {
                 counted(series, u64::from(occurrences - old.occurrences))
             }
@@ -257,15 +410,20 @@ impl Ledger {
         })
     }
 
-    /// An object deleted (rule 5): count what its final state carries, then forget it.
+    /// An object deleted (rule 5): count what its final state carries, then forget it, keeping
+    /// its name for a while in case its recorder creates it again.
     pub fn delete(
         &mut self,
         watch: WatchId,
         uid: UidKey,
         series: SeriesId,
         occurrences: u32,
+        named: Option<NamedAt>,
     ) -> Result<Outcome, LedgerError> {
         self.watch_mut(watch)?;
+        if let Some(named) = named {
+            self.tombstones.insert(named.name, occurrences, named.now);
+        }
         Ok(match self.entries.remove(&uid) {
             // Never seen (it was filtered, or state was lost): every occurrence is new to us.
             None => counted(series, u64::from(occurrences)),
@@ -347,7 +505,7 @@ mod tests {
         let mut ledger = Ledger::new(1, false);
         ledger.list_started(W0).unwrap();
         assert_eq!(
-            ledger.observe(W0, uid(1), S, 43).unwrap(),
+            ledger.observe(W0, uid(1), S, 43, None).unwrap(),
             Outcome::Remembered
         );
         let done = ledger.list_done(W0).unwrap();
@@ -360,36 +518,38 @@ mod tests {
         );
         assert_eq!(ledger.len(), 1);
         // The next update counts only what is new.
-        assert_eq!(ledger.observe(W0, uid(1), S, 45).unwrap(), inc(S, 2));
+        assert_eq!(ledger.observe(W0, uid(1), S, 45, None).unwrap(), inc(S, 2));
     }
 
     #[test]
     fn rule1_list_retry_before_first_done_is_still_baseline() {
         let mut ledger = Ledger::new(1, false);
         ledger.list_started(W0).unwrap();
-        ledger.observe(W0, uid(1), S, 3).unwrap();
-        // The list failed mid-way; Init fires again and the retry sees a higher count.
-        ledger.list_started(W0).unwrap();
+        ledger.observe(W0, uid(1), S, 3, None).unwrap();
+        // The list failed mid-way; Init fires again and the retry sees a higher count: the
+        // Event is known, so its growth since is counted, and nothing before it.
+        assert!(!ledger.list_started(W0).unwrap(), "a retry is not a relist");
+        assert_eq!(ledger.observe(W0, uid(1), S, 5, None).unwrap(), inc(S, 2));
         assert_eq!(
-            ledger.observe(W0, uid(1), S, 5).unwrap(),
-            Outcome::Remembered
-        );
-        assert_eq!(
-            ledger.observe(W0, uid(2), S, 9).unwrap(),
+            ledger.observe(W0, uid(2), S, 9, None).unwrap(),
             Outcome::Remembered
         );
         assert!(ledger.list_done(W0).unwrap().first);
-        assert_eq!(ledger.observe(W0, uid(1), S, 6).unwrap(), inc(S, 1));
+        assert_eq!(ledger.observe(W0, uid(1), S, 6, None).unwrap(), inc(S, 1));
+        assert!(
+            ledger.list_started(W0).unwrap(),
+            "after a completed list: a relist"
+        );
     }
 
     #[test]
     fn rule1_count_existing_counts_the_first_list() {
         let mut ledger = Ledger::new(1, true);
         ledger.list_started(W0).unwrap();
-        assert_eq!(ledger.observe(W0, uid(1), S, 43).unwrap(), inc(S, 43));
+        assert_eq!(ledger.observe(W0, uid(1), S, 43, None).unwrap(), inc(S, 43));
         ledger.list_done(W0).unwrap();
         assert_eq!(
-            ledger.observe(W0, uid(1), S, 43).unwrap(),
+            ledger.observe(W0, uid(1), S, 43, None).unwrap(),
             Outcome::Remembered
         );
     }
@@ -397,10 +557,10 @@ mod tests {
     #[test]
     fn rule2_known_uid_adds_the_positive_diff() {
         let mut ledger = live();
-        assert_eq!(ledger.observe(W0, uid(1), S, 1).unwrap(), inc(S, 1));
-        assert_eq!(ledger.observe(W0, uid(1), S, 4).unwrap(), inc(S, 3));
+        assert_eq!(ledger.observe(W0, uid(1), S, 1, None).unwrap(), inc(S, 1));
+        assert_eq!(ledger.observe(W0, uid(1), S, 4, None).unwrap(), inc(S, 3));
         assert_eq!(
-            ledger.observe(W0, uid(1), S, 4).unwrap(),
+            ledger.observe(W0, uid(1), S, 4, None).unwrap(),
             Outcome::Remembered
         );
     }
@@ -408,37 +568,37 @@ mod tests {
     #[test]
     fn rule2_lower_count_rebaselines_without_decrement() {
         let mut ledger = live();
-        ledger.observe(W0, uid(1), S, 10).unwrap();
+        ledger.observe(W0, uid(1), S, 10, None).unwrap();
         assert_eq!(
-            ledger.observe(W0, uid(1), S, 4).unwrap(),
+            ledger.observe(W0, uid(1), S, 4, None).unwrap(),
             Outcome::Decreased
         );
         // Counting resumes from the lower value.
-        assert_eq!(ledger.observe(W0, uid(1), S, 6).unwrap(), inc(S, 2));
+        assert_eq!(ledger.observe(W0, uid(1), S, 6, None).unwrap(), inc(S, 2));
     }
 
     #[test]
     fn rule3_unknown_uid_after_first_list_counts_all_occurrences() {
         let mut ledger = live();
-        assert_eq!(ledger.observe(W0, uid(9), S, 12).unwrap(), inc(S, 12));
+        assert_eq!(ledger.observe(W0, uid(9), S, 12, None).unwrap(), inc(S, 12));
     }
 
     #[test]
     fn rule4_relist_diffs_and_forgets_what_vanished() {
         let mut ledger = Ledger::new(1, false);
         ledger.list_started(W0).unwrap();
-        ledger.observe(W0, uid(1), S, 5).unwrap(); // grows during the gap
-        ledger.observe(W0, uid(2), S, 2).unwrap(); // deleted during the gap
-        ledger.observe(W0, uid(3), S, 7).unwrap(); // unchanged
+        ledger.observe(W0, uid(1), S, 5, None).unwrap(); // grows during the gap
+        ledger.observe(W0, uid(2), S, 2, None).unwrap(); // deleted during the gap
+        ledger.observe(W0, uid(3), S, 7, None).unwrap(); // unchanged
         ledger.list_done(W0).unwrap();
 
         ledger.list_started(W0).unwrap();
-        assert_eq!(ledger.observe(W0, uid(1), S, 8).unwrap(), inc(S, 3));
+        assert_eq!(ledger.observe(W0, uid(1), S, 8, None).unwrap(), inc(S, 3));
         assert_eq!(
-            ledger.observe(W0, uid(3), S, 7).unwrap(),
+            ledger.observe(W0, uid(3), S, 7, None).unwrap(),
             Outcome::Remembered
         );
-        assert_eq!(ledger.observe(W0, uid(4), 8, 2).unwrap(), inc(8, 2)); // created in the gap
+        assert_eq!(ledger.observe(W0, uid(4), 8, 2, None).unwrap(), inc(8, 2)); // created in the gap
         let done = ledger.list_done(W0).unwrap();
         assert_eq!(
             done,
@@ -453,7 +613,7 @@ mod tests {
         for (n, count) in [(1, 8), (3, 7), (4, 2)] {
             let series = if n == 4 { 8 } else { S };
             assert_eq!(
-                ledger.observe(W0, uid(n), series, count).unwrap(),
+                ledger.observe(W0, uid(n), series, count, None).unwrap(),
                 Outcome::Remembered
             );
         }
@@ -465,15 +625,15 @@ mod tests {
         let mut ledger = Ledger::new(2, false);
         ledger.list_started(W0).unwrap();
         ledger.list_started(W1).unwrap();
-        ledger.observe(W0, uid(1), S, 3).unwrap();
+        ledger.observe(W0, uid(1), S, 3, None).unwrap();
         ledger.list_done(W0).unwrap();
         assert!(!ledger.all_synced());
         // W1 is still in its baseline while W0 is live.
         assert_eq!(
-            ledger.observe(W1, uid(2), S, 4).unwrap(),
+            ledger.observe(W1, uid(2), S, 4, None).unwrap(),
             Outcome::Remembered
         );
-        assert_eq!(ledger.observe(W0, uid(3), S, 2).unwrap(), inc(S, 2));
+        assert_eq!(ledger.observe(W0, uid(3), S, 2, None).unwrap(), inc(S, 2));
         ledger.list_done(W1).unwrap();
         assert!(ledger.all_synced());
 
@@ -481,28 +641,28 @@ mod tests {
         ledger.list_started(W1).unwrap();
         assert_eq!(ledger.list_done(W1).unwrap().forgotten, 1);
         assert_eq!(ledger.len(), 2);
-        assert_eq!(ledger.observe(W0, uid(1), S, 4).unwrap(), inc(S, 1));
+        assert_eq!(ledger.observe(W0, uid(1), S, 4, None).unwrap(), inc(S, 1));
     }
 
     #[test]
     fn rule5_delete_counts_the_final_diff_and_forgets() {
         let mut ledger = live();
-        ledger.observe(W0, uid(1), S, 2).unwrap();
-        assert_eq!(ledger.delete(W0, uid(1), S, 5).unwrap(), inc(S, 3));
+        ledger.observe(W0, uid(1), S, 2, None).unwrap();
+        assert_eq!(ledger.delete(W0, uid(1), S, 5, None).unwrap(), inc(S, 3));
         assert!(ledger.is_empty());
-        assert_eq!(ledger.delete(W0, uid(2), S, 1).unwrap(), inc(S, 1));
+        assert_eq!(ledger.delete(W0, uid(2), S, 1, None).unwrap(), inc(S, 1));
     }
 
     #[test]
     fn delete_then_recreate_with_the_same_name_is_a_new_event() {
         let mut ledger = live();
-        ledger.observe(W0, uid(1), S, 4).unwrap();
+        ledger.observe(W0, uid(1), S, 4, None).unwrap();
         assert_eq!(
-            ledger.delete(W0, uid(1), S, 4).unwrap(),
+            ledger.delete(W0, uid(1), S, 4, None).unwrap(),
             Outcome::Remembered
         );
         // Same object name, new uid: all of its occurrences are new.
-        assert_eq!(ledger.observe(W0, uid(2), S, 1).unwrap(), inc(S, 1));
+        assert_eq!(ledger.observe(W0, uid(2), S, 1, None).unwrap(), inc(S, 1));
     }
 
     #[test]
@@ -510,7 +670,7 @@ mod tests {
         let mut ledger = Ledger::new(1, false);
         assert_eq!(ledger.list_started(3), Err(LedgerError::UnknownWatch(3)));
         assert_eq!(
-            ledger.observe(3, uid(1), S, 1),
+            ledger.observe(3, uid(1), S, 1, None),
             Err(LedgerError::UnknownWatch(3))
         );
     }
@@ -519,17 +679,22 @@ mod tests {
     fn a_restored_snapshot_replaces_the_baseline() {
         let mut ledger = Ledger::new(2, false);
         // Watch 0 was restored; watch 1 had no snapshot.
-        assert_eq!(ledger.restore(W0, [(uid(1), 5), (uid(2), 3)]).unwrap(), 2);
+        assert_eq!(
+            ledger
+                .restore(W0, [(uid(1), 5), (uid(2), 3)], true)
+                .unwrap(),
+            2
+        );
         assert!(!ledger.all_synced(), "restoring is not listing");
         ledger.list_started(W0).unwrap();
         ledger.list_started(W1).unwrap();
         // Grew while the exporter was down: counted once.
-        assert_eq!(ledger.observe(W0, uid(1), S, 8).unwrap(), inc(S, 3));
+        assert_eq!(ledger.observe(W0, uid(1), S, 8, None).unwrap(), inc(S, 3));
         // Created while it was down.
-        assert_eq!(ledger.observe(W0, uid(3), S, 2).unwrap(), inc(S, 2));
+        assert_eq!(ledger.observe(W0, uid(3), S, 2, None).unwrap(), inc(S, 2));
         // Watch 1 still takes its first list as the baseline.
         assert_eq!(
-            ledger.observe(W1, uid(4), S, 9).unwrap(),
+            ledger.observe(W1, uid(4), S, 9, None).unwrap(),
             Outcome::Remembered
         );
         // uid(2) was deleted while it was down: forgotten when the list completes.
@@ -560,7 +725,117 @@ mod tests {
     #[test]
     fn label_change_moves_the_increment_to_the_new_series() {
         let mut ledger = live();
-        ledger.observe(W0, uid(1), S, 1).unwrap();
-        assert_eq!(ledger.observe(W0, uid(1), 9, 3).unwrap(), inc(9, 2));
+        ledger.observe(W0, uid(1), S, 1, None).unwrap();
+        assert_eq!(ledger.observe(W0, uid(1), 9, 3, None).unwrap(), inc(9, 2));
+    }
+
+    fn named(name: &str, now: u64) -> Option<NamedAt> {
+        Some(NamedAt {
+            name: NameKey::new("shop", name, "2026-12-01T10:00:00Z"),
+            now,
+        })
+    }
+
+    #[test]
+    fn an_event_recreated_after_its_ttl_counts_only_its_new_occurrence() {
+        let mut ledger = live();
+        ledger.observe(W0, uid(1), S, 7, named("hpa.1", 0)).unwrap();
+        // The API server deletes it an hour after its last update...
+        assert_eq!(
+            ledger
+                .delete(W0, uid(1), S, 7, named("hpa.1", 3_600))
+                .unwrap(),
+            Outcome::Remembered
+        );
+        assert_eq!(ledger.tombstone_count(), 1);
+        // ...and the recorder creates it again: new uid, same name and firstTimestamp, count + 1.
+        assert_eq!(
+            ledger
+                .observe(W0, uid(2), S, 8, named("hpa.1", 5_000))
+                .unwrap(),
+            inc(S, 1)
+        );
+        assert_eq!(ledger.tombstone_count(), 0, "a tombstone is used once");
+    }
+
+    #[test]
+    fn another_first_timestamp_or_a_lower_count_is_a_new_event() {
+        let mut ledger = live();
+        ledger.delete(W0, uid(1), S, 7, named("a.1", 100)).unwrap();
+        let other_first = Some(NamedAt {
+            name: NameKey::new("shop", "a.1", "2026-12-01T11:00:00Z"),
+            now: 200,
+        });
+        assert_eq!(
+            ledger.observe(W0, uid(2), S, 3, other_first).unwrap(),
+            inc(S, 3)
+        );
+        // events.k8s.io re-creates without its series: count 1 under the same name.
+        assert_eq!(
+            ledger.observe(W0, uid(3), S, 1, named("a.1", 300)).unwrap(),
+            inc(S, 1)
+        );
+        assert_eq!(NameKey::new("a/b", "c", ""), NameKey::new("a/b", "c", ""));
+        assert_ne!(NameKey::new("a/b", "c", ""), NameKey::new("a", "b/c", ""));
+    }
+
+    #[test]
+    fn tombstones_are_bounded_in_age_and_number() {
+        let mut ledger = live().with_tombstone_limits(TombstoneLimits {
+            max_age_seconds: 1_000,
+            max_entries: 2,
+        });
+        ledger.delete(W0, uid(1), S, 5, named("old", 0)).unwrap();
+        // Expired by age: the re-creation counts whole.
+        assert_eq!(
+            ledger
+                .observe(W0, uid(2), S, 6, named("old", 1_001))
+                .unwrap(),
+            inc(S, 6)
+        );
+        for (n, name) in [(3, "x"), (4, "y"), (5, "z")] {
+            ledger.delete(W0, uid(n), S, 5, named(name, 2_000)).unwrap();
+        }
+        assert_eq!(ledger.tombstone_count(), 2, "the oldest made room");
+        assert_eq!(
+            ledger.observe(W0, uid(6), S, 6, named("x", 2_001)).unwrap(),
+            inc(S, 6)
+        );
+        assert_eq!(
+            ledger.observe(W0, uid(7), S, 6, named("z", 2_001)).unwrap(),
+            inc(S, 1)
+        );
+        // A name deleted twice keeps its last deletion only.
+        ledger
+            .delete(W0, uid(8), S, 2, named("twice", 2_100))
+            .unwrap();
+        ledger
+            .delete(W0, uid(9), S, 4, named("twice", 2_200))
+            .unwrap();
+        let kept: Vec<_> = ledger
+            .tombstones()
+            .map(|(_, occurrences, at)| (occurrences, at))
+            .collect();
+        assert!(
+            kept.contains(&(4, 2_200)) && !kept.contains(&(2, 2_100)),
+            "{kept:?}"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_that_was_not_counting_diffs_what_it_knows_and_baselines_the_rest() {
+        let mut ledger = Ledger::new(1, false);
+        ledger.restore(W0, [(uid(1), 5)], false).unwrap();
+        assert!(!ledger.is_counting(W0));
+        ledger.list_started(W0).unwrap();
+        assert_eq!(ledger.observe(W0, uid(1), S, 8, None).unwrap(), inc(S, 3));
+        // Not in the snapshot: its history is the baseline, never counted.
+        assert_eq!(
+            ledger.observe(W0, uid(2), S, 40, None).unwrap(),
+            Outcome::Remembered
+        );
+        ledger.list_done(W0).unwrap();
+        assert!(ledger.is_counting(W0));
+        assert_eq!(ledger.observe(W0, uid(2), S, 41, None).unwrap(), inc(S, 1));
     }
 }

@@ -5,9 +5,11 @@
 pub mod app;
 pub mod config;
 pub mod ingest;
+pub mod leader;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod persistence;
 pub mod process;
 pub mod server;
 pub mod source;

@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::process::ProcessSnapshot;
-use crate::store::SeriesStore;
+use crate::store::{Reading, SeriesStore};
 
 /// The exporter's own counters and gauges, written by the ingest loop.
 #[derive(Debug, Default)]
@@ -22,6 +22,8 @@ pub struct SelfStats {
     pub count_decreases: AtomicU64,
     pub malformed_objects: AtomicU64,
     pub tracked_events: AtomicU64,
+    /// Deleted Events remembered by name, to recognise their re-creation.
+    pub tombstones: AtomicU64,
     /// Milliseconds since the epoch of the last watch update; 0 until the first.
     pub last_update_millis: AtomicU64,
     pub synced: AtomicBool,
@@ -29,6 +31,11 @@ pub struct SelfStats {
     pub standby: AtomicBool,
     /// Set once this replica has been a standby: a standby is ready, and ready stays ready.
     pub was_standby: AtomicBool,
+    /// Scrapes serve the values of the last consistent cut (`--state-file`), not live ones.
+    pub serve_published: AtomicBool,
+    /// `synced` as of the last cut, so that a scrape never shows synced with counters from
+    /// before the list completed.
+    pub synced_published: AtomicBool,
 }
 
 impl SelfStats {
@@ -71,11 +78,20 @@ impl Collector for ExporterCollector {
         {
             let mut family =
                 encoder.encode_descriptor("kube_events", EVENTS_HELP, None, MetricType::Counter)?;
-            self.store.for_each_series(|sample| {
-                family
-                    .encode_family(&sample.labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(&sample.value, None)
-            })?;
+            // A standby, or a leader that has fenced itself, exports no Event series: never two
+            // replicas at once.
+            if !self.stats.standby.load(Ordering::Acquire) {
+                let reading = if self.stats.serve_published.load(Ordering::Acquire) {
+                    Reading::Published
+                } else {
+                    Reading::Live
+                };
+                self.store.for_each_series_as(reading, |sample| {
+                    family
+                        .encode_family(&sample.labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&sample.value, None)
+                })?;
+            }
         }
         let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
         let stats = &self.stats;
@@ -116,11 +132,16 @@ impl Collector for ExporterCollector {
                 .encode_descriptor(name, help, None, MetricType::Counter)?
                 .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
         }
-        let gauges: [(&str, &str, u64); 5] = [
+        let gauges: [(&str, &str, u64); 6] = [
             (
                 "kube_event_metrics_tracked_events",
                 "Events remembered by the ledger (live Events seen by the watches).",
                 load(&stats.tracked_events),
+            ),
+            (
+                "kube_event_metrics_tombstones",
+                "Deleted Events remembered by name, so that a re-creation after the Event TTL counts once.",
+                load(&stats.tombstones),
             ),
             (
                 "kube_event_metrics_series",
@@ -135,7 +156,11 @@ impl Collector for ExporterCollector {
             (
                 "kube_event_metrics_synced",
                 "1 once every watch completed its first list.",
-                u64::from(stats.is_synced()),
+                u64::from(if stats.serve_published.load(Ordering::Acquire) {
+                    stats.synced_published.load(Ordering::Acquire)
+                } else {
+                    stats.is_synced()
+                }),
             ),
             (
                 "kube_event_metrics_leader",

@@ -59,6 +59,30 @@ pub struct ServerState {
     pub telemetry_path: String,
     pub expositions: ExpositionCache,
     pub web: Arc<WebConfig>,
+    /// Under `--state-file`: asks the ingest task for a cut before each encoding.
+    pub cuts: Option<CutRequester>,
+    scrape_order: tokio::sync::Mutex<()>,
+}
+
+/// Asks the ingest task to publish the store's values and persist the ledger that produced them.
+#[derive(Clone)]
+pub struct CutRequester(pub tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>);
+
+/// How long a scrape waits for a cut before serving the last published values.
+const CUT_WAIT: Duration = Duration::from_secs(5);
+
+impl CutRequester {
+    /// Returns once the cut is taken, or when the ingest task cannot take one (it stopped, or is
+    /// stuck): the scrape then serves the values of the last cut, which is what was persisted.
+    async fn take(&self) {
+        let (reply, taken) = tokio::sync::oneshot::channel();
+        if self.0.send(reply).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(CUT_WAIT, taken).await.is_err() {
+            warn!("no cut within {CUT_WAIT:?}; serving the last one");
+        }
+    }
 }
 
 impl ServerState {
@@ -74,7 +98,14 @@ impl ServerState {
             telemetry_path,
             expositions: ExpositionCache::default(),
             web,
+            cuts: None,
+            scrape_order: tokio::sync::Mutex::new(()),
         }
+    }
+
+    pub fn with_cuts(mut self, cuts: Option<CutRequester>) -> Self {
+        self.cuts = cuts;
+        self
     }
 }
 
@@ -85,6 +116,18 @@ pub struct ExpositionCache {
 }
 
 impl ExpositionCache {
+    /// A body encoded less than [`EXPOSITION_REUSE`] ago, if any.
+    fn fresh(&self, format: Format, gzip: bool) -> Option<Bytes> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        entries
+            .iter()
+            .find(|(f, g, at, _)| {
+                *f == format && *g == gzip && now.duration_since(*at) < EXPOSITION_REUSE
+            })
+            .map(|(_, _, _, body)| body.clone())
+    }
+
     /// A fresh enough body, or a new one from `encode`; one encoding at a time, so scrapers
     /// arriving during an encoding wait for it instead of starting their own.
     fn get_or_encode(
@@ -144,7 +187,7 @@ pub async fn serve(
         let service = service_fn(move |request| {
             let state = state.clone();
             let settings = request_settings.clone();
-            async move { Ok::<_, Infallible>(route(&state, &settings, &request)) }
+            async move { Ok::<_, Infallible>(route(&state, &settings, &request).await) }
         });
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -189,7 +232,7 @@ pub async fn serve(
     }
 }
 
-fn route(
+async fn route(
     state: &ServerState,
     settings: &WebSettings,
     request: &Request<Incoming>,
@@ -215,7 +258,7 @@ fn route(
         }
     }
     if path == state.telemetry_path {
-        return metrics_response(state, request.headers());
+        return metrics_response(state, request.headers()).await;
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
@@ -229,7 +272,7 @@ fn route(
     }
 }
 
-fn metrics_response(state: &ServerState, headers: &HeaderMap) -> Response<Full<Bytes>> {
+async fn metrics_response(state: &ServerState, headers: &HeaderMap) -> Response<Full<Bytes>> {
     let header = |name| {
         headers
             .get(name)
@@ -237,6 +280,19 @@ fn metrics_response(state: &ServerState, headers: &HeaderMap) -> Response<Full<B
     };
     let format = Format::negotiate(header(ACCEPT));
     let gzip = header(ACCEPT_ENCODING).is_some_and(accepts_gzip);
+    // Under --state-file a scrape serves a consistent cut that the ingest task takes and persists
+    // first, so that what the state file holds is what Prometheus has seen. One cut at a time,
+    // and scrapers arriving together share one, like they share an encoding.
+    let _cutting = match &state.cuts {
+        Some(cuts) if state.expositions.fresh(format, gzip).is_none() => {
+            let guard = state.scrape_order.lock().await;
+            if state.expositions.fresh(format, gzip).is_none() {
+                cuts.take().await;
+            }
+            Some(guard)
+        }
+        _ => None,
+    };
     let encoded = state.expositions.get_or_encode(format, gzip, || {
         let body = metrics::encode(&state.registry, format).ok()?;
         if !gzip {

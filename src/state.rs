@@ -1,24 +1,31 @@
 //! `--state-file`: the ledger's memory across restarts.
 //!
-//! A snapshot holds, per watch, the occurrences already counted for each Event uid — nothing
-//! else: no counters (they restart at 0, which Prometheus handles as a reset) and no objects. It
-//! is written atomically (temporary file, fsync, rename), so a crash mid-write leaves the previous
-//! snapshot intact, and it carries a checksum, so a damaged file is refused, never half-trusted.
+//! A snapshot holds, per watch, the occurrences already counted for each Event uid, whether the
+//! watch's first list had completed, and fingerprints of what decides which Events it sees and
+//! counts; plus the deleted Events remembered by name, and the Lease term it was written in.
+//! Nothing else: no counters (they restart at 0, which Prometheus handles as a reset) and no
+//! objects. It is written atomically (temporary file, fsync, rename), so a crash mid-write leaves
+//! the previous snapshot intact, and it carries a checksum, so a damaged file is refused, never
+//! half-trusted.
 //!
-//! Layout (little-endian): magic, version, written-at (Unix seconds), watch count, then per watch
-//! its fingerprint and entry count, then the entries (uid u128, occurrences u32), then FNV-1a 64
-//! of everything before it.
+//! Layout (little-endian): magic, version, written-at (Unix seconds), the Lease term (transitions
+//! u32, `u32::MAX` for none; holder length u16 and bytes), watch count, then per watch its two
+//! fingerprints, counting flag (u8) and entry count, then the tombstone count, the entries (uid
+//! u128, occurrences u32), the tombstones (name u64, occurrences u32, deleted-at u64), then
+//! FNV-1a 64 of everything before it.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::ledger::{Ledger, UidKey, WatchId};
+use crate::ledger::{Ledger, NameKey, UidKey, WatchId};
 
 const MAGIC: &[u8; 8] = b"KEMSTATE";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const ENTRY_BYTES: usize = 16 + 4;
+const TOMBSTONE_BYTES: usize = 8 + 4 + 8;
+const NO_LEASE: u32 = u32::MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -36,21 +43,53 @@ pub enum StateError {
     Stale { age_seconds: u64 },
 }
 
+/// What identifies a watch for a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchPrint {
+    /// Which Event objects the API server sends it (namespace, field selector): the snapshot's
+    /// memory of a watch is restored only into the same watch.
+    pub identity: u64,
+    /// What decides which of them are counted (client-side types and regex filters): under
+    /// other filters, Events the old ones excluded were never remembered, so the first list is
+    /// a baseline again for every Event the snapshot does not know.
+    pub filters: u64,
+}
+
+impl WatchPrint {
+    pub fn new(identity: &str, filters: &str) -> Self {
+        Self {
+            identity: fingerprint(identity),
+            filters: fingerprint(filters),
+        }
+    }
+}
+
 /// What a snapshot remembered for one watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchMemory {
-    /// [`fingerprint`] of the watch's settings: a snapshot only restores the same watch.
-    pub fingerprint: u64,
+    pub print: WatchPrint,
+    /// The watch's first list had completed (or an earlier snapshot stood in for it).
+    pub counting: bool,
     pub entries: Vec<(UidKey, u32)>,
+}
+
+/// The leader-election term a snapshot was written in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseTerm {
+    pub holder: String,
+    pub transitions: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub written_at: u64,
+    pub lease: Option<LeaseTerm>,
     pub watches: Vec<WatchMemory>,
+    /// Deleted Events by name: (name, occurrences, deleted at), oldest first.
+    pub tombstones: Vec<(NameKey, u32, u64)>,
 }
 
-/// A stable identity for a watch's settings (namespace and selectors).
+/// A stable identity for a watch's settings.
 pub fn fingerprint(description: &str) -> u64 {
     fnv1a_64(description.as_bytes())
 }
@@ -61,35 +100,55 @@ fn fnv1a_64(bytes: &[u8]) -> u64 {
     })
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// Encodes the ledger; `fingerprints[w]` identifies watch `w`.
-pub fn encode(ledger: &Ledger, fingerprints: &[u64]) -> Vec<u8> {
-    let mut per_watch: Vec<Vec<(UidKey, u32)>> = vec![Vec::new(); fingerprints.len()];
+/// Encodes the ledger; `prints[w]` identifies watch `w`.
+pub fn encode(ledger: &Ledger, prints: &[WatchPrint], lease: Option<&LeaseTerm>) -> Vec<u8> {
+    let mut per_watch: Vec<Vec<(UidKey, u32)>> = vec![Vec::new(); prints.len()];
     for (uid, occurrences, watch) in ledger.entries() {
         if let Some(entries) = per_watch.get_mut(usize::from(watch)) {
             entries.push((uid, occurrences));
         }
     }
+    let tombstones: Vec<_> = ledger.tombstones().collect();
     let total: usize = per_watch.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(32 + fingerprints.len() * 16 + total * ENTRY_BYTES + 8);
+    let mut out = Vec::with_capacity(
+        64 + prints.len() * 25 + total * ENTRY_BYTES + tombstones.len() * TOMBSTONE_BYTES,
+    );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&unix_now().to_le_bytes());
-    out.extend_from_slice(&(fingerprints.len() as u32).to_le_bytes());
-    for (fingerprint, entries) in fingerprints.iter().zip(&per_watch) {
-        out.extend_from_slice(&fingerprint.to_le_bytes());
+    let (transitions, holder) = lease.map_or((NO_LEASE, ""), |term| {
+        (term.transitions.min(NO_LEASE - 1), term.holder.as_str())
+    });
+    // Kubernetes object names are at most 253 bytes; a longer identity is cut, not refused.
+    let holder = &holder.as_bytes()[..holder.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&transitions.to_le_bytes());
+    out.extend_from_slice(&(holder.len() as u16).to_le_bytes());
+    out.extend_from_slice(holder);
+    out.extend_from_slice(&(prints.len() as u32).to_le_bytes());
+    for (watch, (print, entries)) in prints.iter().zip(&per_watch).enumerate() {
+        out.extend_from_slice(&print.identity.to_le_bytes());
+        out.extend_from_slice(&print.filters.to_le_bytes());
+        let counting = WatchId::try_from(watch).is_ok_and(|w| ledger.is_counting(w));
+        out.push(u8::from(counting));
         out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     }
+    out.extend_from_slice(&(tombstones.len() as u64).to_le_bytes());
     for entries in &per_watch {
         for (uid, occurrences) in entries {
             out.extend_from_slice(&uid.0.to_le_bytes());
             out.extend_from_slice(&occurrences.to_le_bytes());
         }
+    }
+    for (name, occurrences, deleted_at) in &tombstones {
+        out.extend_from_slice(&name.0.to_le_bytes());
+        out.extend_from_slice(&occurrences.to_le_bytes());
+        out.extend_from_slice(&deleted_at.to_le_bytes());
     }
     let checksum = fnv1a_64(&out);
     out.extend_from_slice(&checksum.to_le_bytes());
@@ -108,11 +167,28 @@ impl Reader<'_> {
         self.0 = rest;
         Ok(*head)
     }
+    fn bytes(&mut self, len: usize) -> Result<&[u8], StateError> {
+        if self.0.len() < len {
+            return Err(StateError::Corrupt("truncated"));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, StateError> {
+        self.take().map(u8::from_le_bytes)
+    }
+    fn u16(&mut self) -> Result<u16, StateError> {
+        self.take().map(u16::from_le_bytes)
+    }
     fn u32(&mut self) -> Result<u32, StateError> {
         self.take().map(u32::from_le_bytes)
     }
     fn u64(&mut self) -> Result<u64, StateError> {
         self.take().map(u64::from_le_bytes)
+    }
+    fn count(&mut self) -> Result<usize, StateError> {
+        usize::try_from(self.u64()?).map_err(|_| StateError::Corrupt("size"))
     }
 }
 
@@ -131,32 +207,61 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, StateError> {
         return Err(StateError::Corrupt("unknown version"));
     }
     let written_at = reader.u64()?;
+    let transitions = reader.u32()?;
+    let holder_len = usize::from(reader.u16()?);
+    let holder = String::from_utf8(reader.bytes(holder_len)?.to_vec())
+        .map_err(|_| StateError::Corrupt("lease holder is not UTF-8"))?;
+    let lease = (transitions != NO_LEASE).then_some(LeaseTerm {
+        holder,
+        transitions,
+    });
     let watch_count = reader.u32()? as usize;
     let mut headers = Vec::new();
     for _ in 0..watch_count {
-        let fingerprint = reader.u64()?;
-        let count = usize::try_from(reader.u64()?).map_err(|_| StateError::Corrupt("size"))?;
-        headers.push((fingerprint, count));
+        let print = WatchPrint {
+            identity: reader.u64()?,
+            filters: reader.u64()?,
+        };
+        let counting = match reader.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(StateError::Corrupt("counting flag")),
+        };
+        headers.push((print, counting, reader.count()?));
     }
-    let total: usize = headers.iter().map(|(_, count)| *count).sum();
-    if reader.0.len() != total.saturating_mul(ENTRY_BYTES) {
+    let tombstone_count = reader.count()?;
+    let total: usize = headers.iter().map(|(_, _, count)| *count).sum();
+    let expected = total
+        .checked_mul(ENTRY_BYTES)
+        .zip(tombstone_count.checked_mul(TOMBSTONE_BYTES))
+        .and_then(|(entries, tombstones)| entries.checked_add(tombstones));
+    if expected != Some(reader.0.len()) {
         return Err(StateError::Corrupt("entry count does not match the size"));
     }
     let mut watches = Vec::with_capacity(watch_count);
-    for (fingerprint, count) in headers {
+    for (print, counting, count) in headers {
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
             let uid = UidKey(u128::from_le_bytes(reader.take()?));
             entries.push((uid, reader.u32()?));
         }
         watches.push(WatchMemory {
-            fingerprint,
+            print,
+            counting,
             entries,
         });
     }
+    let mut tombstones = Vec::with_capacity(tombstone_count);
+    for _ in 0..tombstone_count {
+        let name = NameKey(reader.u64()?);
+        let occurrences = reader.u32()?;
+        tombstones.push((name, occurrences, reader.u64()?));
+    }
     Ok(Snapshot {
         written_at,
+        lease,
         watches,
+        tombstones,
     })
 }
 
@@ -197,17 +302,41 @@ pub fn load(path: &Path, max_age: Duration) -> Result<Snapshot, StateError> {
     Ok(snapshot)
 }
 
-/// Restores into `ledger` the watches whose fingerprints match; returns the Events restored.
-pub fn restore(ledger: &mut Ledger, snapshot: Snapshot, fingerprints: &[u64]) -> usize {
-    let mut restored = 0;
+/// What restoring a snapshot did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub events: usize,
+    pub tombstones: usize,
+    /// Watches whose snapshot replaces their baseline.
+    pub counting: usize,
+    /// Watches found in the snapshot that take a baseline again for the Events it does not
+    /// know: it was written before their first list completed, or under other filters.
+    pub rebaselined: usize,
+}
+
+/// Restores into `ledger` the watches whose identities match; returns what was restored.
+pub fn restore(ledger: &mut Ledger, snapshot: Snapshot, prints: &[WatchPrint]) -> Restored {
+    let mut restored = Restored {
+        tombstones: snapshot.tombstones.len(),
+        ..Restored::default()
+    };
+    ledger.restore_tombstones(snapshot.tombstones);
     for memory in snapshot.watches {
-        let watch = fingerprints
+        let Some((watch, print)) = prints
             .iter()
-            .position(|fingerprint| *fingerprint == memory.fingerprint)
-            .and_then(|index| WatchId::try_from(index).ok());
-        if let Some(watch) = watch {
-            restored += ledger.restore(watch, memory.entries).unwrap_or(0);
+            .enumerate()
+            .find(|(_, print)| print.identity == memory.print.identity)
+            .and_then(|(index, print)| Some((WatchId::try_from(index).ok()?, print)))
+        else {
+            continue;
+        };
+        let counting = memory.counting && print.filters == memory.print.filters;
+        if counting {
+            restored.counting += 1;
+        } else {
+            restored.rebaselined += 1;
         }
+        restored.events += ledger.restore(watch, memory.entries, counting).unwrap_or(0);
     }
     restored
 }
@@ -215,36 +344,71 @@ pub fn restore(ledger: &mut Ledger, snapshot: Snapshot, fingerprints: &[u64]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::NamedAt;
 
+    fn print(n: u64) -> WatchPrint {
+        WatchPrint {
+            identity: n,
+            filters: 0,
+        }
+    }
+
+    fn term() -> LeaseTerm {
+        LeaseTerm {
+            holder: "replica-a".into(),
+            transitions: 4,
+        }
+    }
+
+    /// Watch 0 completed its first list, watch 1 is still listing.
     fn ledger_with_two_watches() -> Ledger {
-        let mut ledger = Ledger::new(2, true);
+        let mut ledger = Ledger::new(2, false);
         for watch in [0, 1] {
             ledger.list_started(watch).unwrap();
         }
-        ledger.observe(0, UidKey(1), 0, 5).unwrap();
-        ledger.observe(0, UidKey(u128::MAX), 0, 7).unwrap();
-        ledger.observe(1, UidKey(3), 0, 9).unwrap();
+        ledger.observe(0, UidKey(1), 0, 5, None).unwrap();
+        ledger.observe(0, UidKey(u128::MAX), 0, 7, None).unwrap();
+        ledger.observe(1, UidKey(3), 0, 9, None).unwrap();
+        ledger.list_done(0).unwrap();
+        let named = NamedAt {
+            name: NameKey(77),
+            now: 1_000,
+        };
+        ledger.delete(0, UidKey(9), 0, 6, Some(named)).unwrap();
         ledger
     }
 
     #[test]
     fn round_trips_per_watch() {
         let ledger = ledger_with_two_watches();
-        let bytes = encode(&ledger, &[11, 22]);
+        let bytes = encode(&ledger, &[print(11), print(22)], Some(&term()));
         let mut snapshot = decode(&bytes).unwrap();
         snapshot.watches[0].entries.sort();
-        assert_eq!(snapshot.watches[0].fingerprint, 11);
+        assert_eq!(snapshot.watches[0].print, print(11));
+        assert!(snapshot.watches[0].counting);
+        assert!(
+            !snapshot.watches[1].counting,
+            "watch 1 had not completed a list"
+        );
         assert_eq!(
             snapshot.watches[0].entries,
             vec![(UidKey(1), 5), (UidKey(u128::MAX), 7)]
         );
         assert_eq!(snapshot.watches[1].entries, vec![(UidKey(3), 9)]);
+        assert_eq!(snapshot.tombstones, vec![(NameKey(77), 6, 1_000)]);
+        assert_eq!(snapshot.lease, Some(term()));
         assert!(snapshot.written_at > 1_700_000_000);
+        let without = decode(&encode(&ledger, &[print(11), print(22)], None)).unwrap();
+        assert_eq!(without.lease, None);
     }
 
     #[test]
     fn damage_is_detected_never_trusted() {
-        let bytes = encode(&ledger_with_two_watches(), &[11, 22]);
+        let bytes = encode(
+            &ledger_with_two_watches(),
+            &[print(11), print(22)],
+            Some(&term()),
+        );
         for position in [0, 9, 20, bytes.len() / 2, bytes.len() - 1] {
             let mut flipped = bytes.clone();
             flipped[position] ^= 0x40;
@@ -266,14 +430,45 @@ mod tests {
     }
 
     #[test]
-    fn restores_only_matching_watches() {
-        let snapshot = decode(&encode(&ledger_with_two_watches(), &[11, 22])).unwrap();
-        // Now the exporter runs one watch, the old second one.
+    fn restores_only_matching_watches_and_counts_only_where_sound() {
+        let snapshot = decode(&encode(
+            &ledger_with_two_watches(),
+            &[print(11), print(22)],
+            None,
+        ))
+        .unwrap();
+        // Now the exporter runs one watch, the old second one, which was mid-first-list.
         let mut ledger = Ledger::new(1, false);
-        assert_eq!(restore(&mut ledger, snapshot, &[22]), 1);
+        let restored = restore(&mut ledger, snapshot.clone(), &[print(22)]);
+        assert_eq!(
+            restored,
+            Restored {
+                events: 1,
+                tombstones: 1,
+                counting: 0,
+                rebaselined: 1
+            }
+        );
+        assert!(!ledger.is_counting(0));
         ledger.list_started(0).unwrap();
-        let grown = ledger.observe(0, UidKey(3), 4, 10).unwrap();
+        let grown = ledger.observe(0, UidKey(3), 4, 10, None).unwrap();
         assert_eq!(grown.increment().map(|i| i.delta), Some(1));
+        let unknown = ledger.observe(0, UidKey(5), 4, 10, None).unwrap();
+        assert_eq!(unknown.increment(), None, "baseline, not history counted");
+
+        // The first watch under other filters: remembered Events diff, the rest is baseline.
+        let mut ledger = Ledger::new(1, false);
+        let other_filters = WatchPrint {
+            identity: 11,
+            filters: 1,
+        };
+        let restored = restore(&mut ledger, snapshot.clone(), &[other_filters]);
+        assert_eq!((restored.counting, restored.rebaselined), (0, 1));
+        // Same filters: the snapshot replaces the baseline.
+        let mut ledger = Ledger::new(1, false);
+        let restored = restore(&mut ledger, snapshot, &[print(11)]);
+        assert_eq!((restored.counting, restored.events), (1, 2));
+        assert!(ledger.is_counting(0));
     }
 
     #[test]
@@ -284,7 +479,11 @@ mod tests {
             load(&path, Duration::from_secs(60)),
             Err(StateError::Missing(_))
         ));
-        write_atomic(&path, &encode(&ledger_with_two_watches(), &[1, 2])).unwrap();
+        write_atomic(
+            &path,
+            &encode(&ledger_with_two_watches(), &[print(1), print(2)], None),
+        )
+        .unwrap();
         assert!(load(&path, Duration::from_secs(60)).is_ok());
         assert!(!dir.path().join("state.tmp").exists());
         // Rewrite with an old timestamp.

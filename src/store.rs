@@ -88,6 +88,8 @@ fn decode_key(key: &[u8]) -> [&str; 5] {
 #[derive(Debug, Default)]
 struct Slot {
     value: AtomicU64,
+    /// `value` at the last [`SeriesStore::publish`]: what scrapes serve under `--state-file`.
+    published: AtomicU64,
     /// Set once, before the slot's id is handed out; a scrape skips a slot still being created.
     key: OnceLock<Arc<[u8]>>,
     folded: std::sync::atomic::AtomicBool,
@@ -98,6 +100,15 @@ enum Tier {
     Exact,
     NamespaceFolded,
     Overflow,
+}
+
+/// Which value of a series a scrape reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// As it is now.
+    Live,
+    /// As of the last [`SeriesStore::publish`].
+    Published,
 }
 
 /// A snapshot of one series for exposition.
@@ -244,9 +255,28 @@ impl SeriesStore {
         }
     }
 
+    /// Makes every series' current value the one [`Reading::Published`] serves. The ingest
+    /// task calls it between two updates, so what is published matches one state of the ledger.
+    pub fn publish(&self) {
+        let created = self.series().min(self.slots.len());
+        for slot in &self.slots[..created] {
+            slot.published
+                .store(slot.value.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     /// Visits every series with its current value, in creation order.
     pub fn for_each_series<E>(
         &self,
+        visit: impl FnMut(SeriesSample<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.for_each_series_as(Reading::Live, visit)
+    }
+
+    /// Visits every series with its live or its published value, in creation order.
+    pub fn for_each_series_as<E>(
+        &self,
+        reading: Reading,
         mut visit: impl FnMut(SeriesSample<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let created = self.series().min(self.slots.len());
@@ -257,12 +287,22 @@ impl SeriesStore {
             for (label, (name, value)) in labels.iter_mut().zip(LABEL_NAMES.iter().zip(values)) {
                 *label = (name, value);
             }
+            let value = match reading {
+                Reading::Live => &slot.value,
+                Reading::Published => &slot.published,
+            };
             visit(SeriesSample {
                 labels,
-                value: slot.value.load(Ordering::Relaxed),
+                value: value.load(Ordering::Relaxed),
             })?;
         }
         Ok(())
+    }
+
+    /// The published value of the series with exactly these labels, if it exists.
+    pub fn published_value_of(&self, labels: &LabelValues<'_>) -> Option<u64> {
+        let id = self.lookup(labels, &mut KeyScratch::default())?;
+        Some(self.slots[id as usize].published.load(Ordering::Relaxed))
     }
 
     /// The value of the series with exactly these labels, if it exists.

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{Observation, OwnedLabels};
+use super::{ObjectName, Observation, OwnedLabels};
 use crate::ledger::UidKey;
 
 /// A JSON value as far as we care: absent or null, the expected type, or something else.
@@ -234,6 +234,9 @@ lenient_object!(EventFields {
     count: Lenient<u32> = "count",
     deprecated_count: Lenient<u32> = "deprecatedCount",
     series: Lenient<Series> = "series",
+    first_timestamp: Lenient<String> = "firstTimestamp",
+    deprecated_first_timestamp: Lenient<String> = "deprecatedFirstTimestamp",
+    event_time: Lenient<String> = "eventTime",
 });
 
 /// Why an object was skipped.
@@ -337,6 +340,20 @@ impl SlimEvent {
         };
         let mut fields = self.fields;
         let occurrences = occurrences(&fields);
+        let first_timestamp = [
+            std::mem::take(&mut fields.first_timestamp),
+            std::mem::take(&mut fields.deprecated_first_timestamp),
+            std::mem::take(&mut fields.event_time),
+        ]
+        .into_iter()
+        .find_map(Lenient::into_value)
+        .unwrap_or_default();
+        let mut meta = self.meta;
+        let object_name = ObjectName {
+            namespace: meta.namespace.take().unwrap_or_default(),
+            name: meta.name.take().unwrap_or_default(),
+            first_timestamp,
+        };
         let object = match fields.involved_object.into_value() {
             Some(object) => Some(object),
             None => fields.regarding.into_value(),
@@ -361,6 +378,7 @@ impl SlimEvent {
         Ok(Observation {
             uid,
             occurrences,
+            object: object_name,
             labels: OwnedLabels {
                 namespace: namespace.unwrap_or_default(),
                 kind: kind.unwrap_or_default(),

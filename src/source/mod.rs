@@ -7,7 +7,7 @@ pub mod event;
 pub mod kube;
 pub mod replay;
 
-use crate::ledger::{UidKey, WatchId};
+use crate::ledger::{NameKey, UidKey, WatchId};
 use crate::store::LabelValues;
 
 pub use event::{Malformed, SlimEvent};
@@ -41,6 +41,24 @@ pub struct Observation {
     pub labels: OwnedLabels,
     /// `max(1, count, series.count)`.
     pub occurrences: u32,
+    /// Which Event object this is beyond its uid, for re-creations after the Event TTL.
+    pub object: ObjectName,
+}
+
+/// The Event object's own namespace and name, and its `firstTimestamp` (events.k8s.io:
+/// `deprecatedFirstTimestamp`, else `eventTime`): what client-go keeps when it re-creates an
+/// Event the API server deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectName {
+    pub namespace: String,
+    pub name: String,
+    pub first_timestamp: String,
+}
+
+impl ObjectName {
+    pub fn key(&self) -> NameKey {
+        NameKey::new(&self.namespace, &self.name, &self.first_timestamp)
+    }
 }
 
 /// How an object reached us.
@@ -55,6 +73,9 @@ pub enum Delivery {
 }
 
 /// What a source reports, per watch.
+// Objects are nearly every signal: boxing them would add an allocation per update to save space
+// only on the rare list and error signals.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
     ListStarted(WatchId),

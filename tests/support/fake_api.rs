@@ -66,6 +66,11 @@ pub struct State {
     expire_next_watches: usize,
     /// Leases by (namespace, name), with the field manager owning each spec field.
     leases: HashMap<(String, String), (Value, HashMap<String, String>)>,
+    /// Bearer tokens whose Lease requests fail, as in a partition between one replica and the
+    /// API server's Lease writes while its watch cache stays reachable.
+    lease_partitioned: Vec<String>,
+    /// Lease writes (POST, PUT, PATCH) per bearer token.
+    lease_writes: HashMap<String, u64>,
 }
 
 impl State {
@@ -168,6 +173,15 @@ impl State {
 
     pub fn resource_version(&self) -> u64 {
         self.resource_version
+    }
+
+    /// Lease requests carrying `token` fail with 503 until [`State::heal_lease`].
+    pub fn partition_lease(&mut self, token: &str) {
+        self.lease_partitioned.push(token.to_owned());
+    }
+
+    pub fn heal_lease(&mut self) {
+        self.lease_partitioned.clear();
     }
 
     /// Another replica takes the Lease, as after a network partition.
@@ -364,6 +378,31 @@ impl FakeApi {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.kubeconfig.path().to_path_buf()
+    }
+
+    /// A kubeconfig like [`FakeApi::kubeconfig`] whose bearer token is `token`, so that one
+    /// replica's requests can be told apart (and partitioned). It lives as long as `dir`.
+    pub fn kubeconfig_with_token(&self, dir: &std::path::Path, token: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
+        let path = dir.join(format!("kubeconfig-{token}"));
+        std::fs::write(
+            &path,
+            text.replace("token: fake-token", &format!("token: {token}")),
+        )
+        .expect("write kubeconfig");
+        path
+    }
+
+    /// Lease writes the fake accepted or refused from requests with this bearer token.
+    pub fn lease_writes(&self, token: &str) -> u64 {
+        self.lock().lease_writes.get(token).copied().unwrap_or(0)
+    }
+
+    /// The Lease's `leaseTransitions`.
+    pub fn lease_transitions(&self, namespace: &str, name: &str) -> Option<i64> {
+        let state = self.lock();
+        let (object, _) = state.leases.get(&(namespace.to_owned(), name.to_owned()))?;
+        object["spec"]["leaseTransitions"].as_i64()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -565,6 +604,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let path = request.uri().path().to_owned();
     let query_text = request.uri().query().unwrap_or("").to_owned();
     let method = request.method().clone();
+    let token = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned();
     let content_type = request
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -611,6 +657,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         rest @ ..,
     ] = path.split('/').collect::<Vec<_>>().as_slice()
     {
+        if state.lease_partitioned.contains(&token) {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &status_body(503, "ServiceUnavailable", "partitioned from the Lease"),
+            );
+        }
+        if method != hyper::Method::GET {
+            *state.lease_writes.entry(token.clone()).or_default() += 1;
+        }
         let manager = query_text
             .split('&')
             .find_map(|pair| pair.strip_prefix("fieldManager="))
@@ -712,6 +767,29 @@ fn lease(
                 .unwrap_or_default();
             state.leases.insert(key(&name), (object.clone(), owners));
             json_response(StatusCode::CREATED, &object)
+        }
+        // Update with optimistic concurrency, as client-go's leader election writes.
+        ("PUT", Some(name)) => {
+            let Some((object, owners)) = state.leases.get(&key(name)).cloned() else {
+                return not_found();
+            };
+            if patch["metadata"]["resourceVersion"] != object["metadata"]["resourceVersion"] {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &status_body(
+                        409,
+                        "Conflict",
+                        "Operation cannot be fulfilled on leases.coordination.k8s.io: the object has been modified; please apply your changes to the latest version and try again",
+                    ),
+                );
+            }
+            let rv = state.bump();
+            let mut replaced = patch.clone();
+            replaced["metadata"]["uid"] = object["metadata"]["uid"].clone();
+            replaced["metadata"]["namespace"] = json!(namespace);
+            replaced["metadata"]["resourceVersion"] = json!(rv.to_string());
+            state.leases.insert(key(name), (replaced.clone(), owners));
+            json_response(StatusCode::OK, &replaced)
         }
         ("PATCH", Some(name)) => {
             let apply = content_type.starts_with("application/apply-patch");
