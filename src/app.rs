@@ -286,19 +286,15 @@ impl Counting {
             .and_then(|persistence| persistence.lease_term(term.as_ref()));
         let mut signals = self.feed.signals();
         loop {
-            tokio::select! {
+            let cut = tokio::select! {
                 signal = signals.next() => match signal {
-                    Some(signal) => self.ingest.handle(signal),
+                    Some(signal) => {
+                        self.ingest.handle(signal);
+                        continue;
+                    }
                     None => break,
                 },
-                reply = next_cut(&mut self.cuts) => {
-                    if let (Some(persistence), Some(writer)) = (&self.persistence, &writer) {
-                        writer.submit(self.ingest.cut(persistence.prints(), lease.as_ref()));
-                    }
-                    if let Some(reply) = reply {
-                        let _ = reply.send(());
-                    }
-                }
+                reply = next_cut(&mut self.cuts) => reply,
                 why = fenced(&mut self.leadership) => {
                     // Before anything else: no Event series from a replica that is not leader.
                     self.stats.standby.store(true, std::sync::atomic::Ordering::Release);
@@ -306,6 +302,17 @@ impl Counting {
                     break;
                 }
                 _ = self.stopped.wait_for(|stop| *stop) => break,
+            };
+            match (&self.persistence, &writer) {
+                (Some(persistence), Some(writer)) => {
+                    let bytes = self.ingest.cut(persistence.prints(), lease.as_ref());
+                    writer.submit(bytes, cut).await;
+                }
+                _ => {
+                    if let Some(reply) = cut {
+                        let _ = reply.send(());
+                    }
+                }
             }
         }
         // The last cut a scrape served is what persists; what was counted after it no scrape

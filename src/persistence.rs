@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -129,44 +129,47 @@ impl Persistence {
     }
 }
 
-/// Writes the latest submitted snapshot in the background; a slow disk skips intermediate ones
-/// rather than queueing them.
+/// Writes each cut in the background and then answers the scrape that asked for it, so that a
+/// scrape never shows values the state file does not hold yet. Scrapes take one cut at a time,
+/// so cuts never queue.
 pub struct Writer {
-    latest: watch::Sender<Option<Arc<Vec<u8>>>>,
+    cuts: mpsc::Sender<(Vec<u8>, Option<oneshot::Sender<()>>)>,
     task: JoinHandle<()>,
 }
 
 impl Writer {
     fn start(path: PathBuf) -> Self {
-        let (latest, mut submitted) = watch::channel::<Option<Arc<Vec<u8>>>>(None);
+        let (cuts, mut submitted) = mpsc::channel::<(Vec<u8>, Option<oneshot::Sender<()>>)>(2);
         let task = tokio::spawn(async move {
-            // Ends once the sender is gone and its last value was written.
-            while submitted.changed().await.is_ok() {
-                let Some(bytes) = submitted.borrow_and_update().clone() else {
-                    continue;
-                };
+            while let Some((bytes, written)) = submitted.recv().await {
                 let path = path.clone();
-                let written = tokio::task::spawn_blocking(move || {
+                let outcome = tokio::task::spawn_blocking(move || {
                     state::write_atomic(&path, &bytes).map(|()| bytes.len())
                 })
                 .await;
-                match written {
+                match outcome {
                     Ok(Ok(bytes)) => debug!(bytes, "state snapshot written"),
+                    // The scrape is served all the same: a full disk must not stop monitoring.
                     Ok(Err(error)) => warn!(%error, "cannot write the state file"),
                     Err(error) => warn!(%error, "the state file writer failed"),
                 }
+                if let Some(written) = written {
+                    let _ = written.send(());
+                }
             }
         });
-        Self { latest, task }
+        Self { cuts, task }
     }
 
-    pub fn submit(&self, bytes: Vec<u8>) {
-        self.latest.send_replace(Some(Arc::new(bytes)));
+    /// Writes `bytes`, then answers `written`.
+    pub async fn submit(&self, bytes: Vec<u8>, written: Option<oneshot::Sender<()>>) {
+        // The task ends only after `finish` drops the sender.
+        let _ = self.cuts.send((bytes, written)).await;
     }
 
     /// Writes what is pending and stops.
     pub async fn finish(self) {
-        drop(self.latest);
+        drop(self.cuts);
         let _ = self.task.await;
     }
 }

@@ -275,3 +275,69 @@ async fn an_event_recreated_after_its_ttl_counts_one_occurrence_also_across_a_re
     assert_eq!(s.warnings("shop", "FailedGetScale"), Some(1.0));
     second.stop().await;
 }
+
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An exporter process on `state`, once it serves a synced scrape.
+async fn process_on(api: &FakeApi, state: &std::path::Path) -> (Process, std::net::SocketAddr) {
+    let addr = support::free_local_addr();
+    let child = support::exporter_process(api, addr)
+        .args(["--state-file", state.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter never listened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    scrape_until(addr, "synced", |s| s.own("synced") == 1.0).await;
+    (Process(child), addr)
+}
+
+#[tokio::test]
+async fn a_kill_counts_what_no_scrape_saw_once_and_what_a_scrape_saw_never_again() {
+    let api = FakeApi::start().await;
+    seed(&api);
+    let state = StateFile::new();
+    let (mut first, addr) = process_on(&api, &state.path()).await;
+    api.set_count("shop", "a.1", 8);
+    scrape_until(addr, "a.1 at 8", |s| {
+        s.warnings("shop", "BackOff") == Some(3.0)
+    })
+    .await;
+    // SIGKILL the moment Prometheus has seen the 3: the next process must not count them again.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let (mut second, addr) = process_on(&api, &state.path()).await;
+    let s = support::scrape(addr).await;
+    assert_eq!(
+        s.warnings("shop", "BackOff"),
+        Some(0.0),
+        "seen, so not counted twice"
+    );
+
+    // Growth no scrape shows, longer than any snapshot timer, then SIGKILL.
+    api.set_count("shop", "a.1", 9);
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    second.0.kill().unwrap();
+    second.0.wait().unwrap();
+    let (_third, addr) = process_on(&api, &state.path()).await;
+    let s = support::scrape(addr).await;
+    assert_eq!(
+        s.warnings("shop", "BackOff"),
+        Some(1.0),
+        "unseen, so counted by the next process"
+    );
+}
