@@ -989,6 +989,8 @@ count-existing: true
 watch.timeout: 2m
 state-file: /var/lib/kem/state
 state-file.max-age: 30m
+tombstones.max-age: 90m
+tombstones.max: 1000
 max-series: 500
 log.level: debug
 log.format: json
@@ -1023,6 +1025,8 @@ log.format: json
             "--watch.timeout=2m",
             "--state-file=/var/lib/kem/state",
             "--state-file.max-age=30m",
+            "--tombstones.max-age=90m",
+            "--tombstones.max=1000",
             "--max-series=500",
             "--log.level=debug",
             "--log.format=json",
@@ -1034,6 +1038,48 @@ log.format: json
             parse(&[]).unwrap(),
             "every key differs from its default"
         );
+    }
+
+    #[test]
+    fn leader_election_keys_and_the_renew_deadline() {
+        let file = "leader-election: true\nleader-election.namespace: monitoring\n\
+                    leader-election.lease-duration: 30s\nleader-election.renew-deadline: 20s\n\
+                    leader-election.lease-name: kem\n";
+        let from_file = load_with_file(file, &[]).unwrap();
+        let from_flags = parse(&[
+            "--leader-election",
+            "--leader-election.namespace=monitoring",
+            "--leader-election.lease-duration=30s",
+            "--leader-election.renew-deadline=20s",
+            "--leader-election.lease-name=kem",
+        ])
+        .unwrap();
+        assert_eq!(from_file, from_flags);
+        let election = from_flags.leader_election.unwrap();
+        assert_eq!(election.renew_deadline, Duration::from_secs(20));
+        let default = parse(&[
+            "--leader-election",
+            "--leader-election.namespace=monitoring",
+        ])
+        .unwrap();
+        assert_eq!(
+            default.leader_election.unwrap().renew_deadline,
+            Duration::from_secs(10),
+            "client-go's 10 s of 15 s"
+        );
+        for bad in ["15s", "20s", "0s", "soon"] {
+            let error = parse(&[
+                "--leader-election",
+                "--leader-election.namespace=monitoring",
+                &format!("--leader-election.renew-deadline={bad}"),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("--leader-election.renew-deadline"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -218,7 +218,7 @@ fn the_ha_overlay_elects_a_leader_with_leases_only_in_its_namespace() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["apiGroups"][0], "coordination.k8s.io");
     assert_eq!(rules[0]["resources"][0], "leases");
-    assert_eq!(sorted(&rules[0]["verbs"]), vec!["create", "get", "patch"]);
+    assert_eq!(sorted(&rules[0]["verbs"]), vec!["create", "get", "update"]);
     let binding = find(&objects, "RoleBinding")[0];
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     let budget = find(&objects, "PodDisruptionBudget")[0];

@@ -115,6 +115,15 @@ impl Recording {
                     .await;
                 let mut observation = entry.observation.clone();
                 observation.uid = cycle_uid(observation.uid, cycle);
+                // A later telling of the story: its Events start later, so they are new Events
+                // under old names, not re-creations of the last cycle's (which the ledger would
+                // diff against their tombstones). The timestamp is only an identity here.
+                if cycle > 0 {
+                    observation
+                        .object
+                        .first_timestamp
+                        .push_str(&format!("+cycle{cycle}"));
+                }
                 match live.iter_mut().find(|known| known.uid == observation.uid) {
                     Some(known) => *known = observation.clone(),
                     None => live.push(observation.clone()),
