@@ -155,16 +155,34 @@ impl Default for TombstoneLimits {
 /// in age and number.
 #[derive(Default)]
 struct Tombstones {
-    by_name: HashMap<NameKey, (u32, u64), UidKeyHasher>,
-    /// Deletion order; a name deleted twice appears twice, and only its last entry counts.
-    order: VecDeque<(NameKey, u64)>,
+    by_name: HashMap<NameKey, Tombstone, UidKeyHasher>,
+    /// Deletion order. A name deleted again, or taken by a re-creation, leaves a stale entry
+    /// here, told apart by its sequence number and dropped when it reaches the front.
+    order: VecDeque<(NameKey, u32)>,
+    next_sequence: u32,
     limits: TombstoneLimits,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tombstone {
+    occurrences: u32,
+    sequence: u32,
+    deleted_at: u64,
 }
 
 impl Tombstones {
     fn insert(&mut self, name: NameKey, occurrences: u32, deleted_at: u64) {
-        self.by_name.insert(name, (occurrences, deleted_at));
-        self.order.push_back((name, deleted_at));
+        let sequence = self.next_sequence;
+        self.next_sequence = sequence.wrapping_add(1);
+        self.by_name.insert(
+            name,
+            Tombstone {
+                occurrences,
+                sequence,
+                deleted_at,
+            },
+        );
+        self.order.push_back((name, sequence));
         self.expire(deleted_at);
     }
 
@@ -173,26 +191,36 @@ impl Tombstones {
         self.expire(now);
         self.by_name
             .remove(&name)
-            .map(|(occurrences, _)| occurrences)
+            .map(|tombstone| tombstone.occurrences)
+    }
+
+    fn current(&self, name: NameKey, sequence: u32) -> Option<Tombstone> {
+        self.by_name
+            .get(&name)
+            .filter(|tombstone| tombstone.sequence == sequence)
+            .copied()
     }
 
     fn expire(&mut self, now: u64) {
         let oldest_kept = now.saturating_sub(self.limits.max_age_seconds);
-        while let Some(&(name, deleted_at)) = self.order.front() {
-            let too_many = self.order.len() > self.limits.max_entries;
-            if deleted_at >= oldest_kept && !too_many {
-                break;
-            }
-            self.order.pop_front();
-            // Only the entry of the name's last deletion removes it.
-            if self
-                .by_name
-                .get(&name)
-                .is_some_and(|(_, at)| *at == deleted_at)
-            {
+        while let Some(&(name, sequence)) = self.order.front() {
+            if let Some(tombstone) = self.current(name, sequence) {
+                let too_many = self.by_name.len() > self.limits.max_entries;
+                if tombstone.deleted_at >= oldest_kept && !too_many {
+                    break;
+                }
                 self.by_name.remove(&name);
             }
+            self.order.pop_front();
         }
+    }
+
+    /// (name, occurrences, deleted at), oldest first, each remembered name once.
+    fn iter(&self) -> impl Iterator<Item = (NameKey, u32, u64)> + '_ {
+        self.order.iter().filter_map(|&(name, sequence)| {
+            let tombstone = self.current(name, sequence)?;
+            Some((name, tombstone.occurrences, tombstone.deleted_at))
+        })
     }
 }
 
@@ -271,10 +299,7 @@ impl Ledger {
 
     /// Deleted Events remembered, for a snapshot: (name, occurrences, deleted at), oldest first.
     pub fn tombstones(&self) -> impl Iterator<Item = (NameKey, u32, u64)> + '_ {
-        self.tombstones.order.iter().filter_map(|&(name, at)| {
-            let (occurrences, last_at) = *self.tombstones.by_name.get(&name)?;
-            (last_at == at).then_some((name, occurrences, at))
-        })
+        self.tombstones.iter()
     }
 
     pub fn tombstone_count(&self) -> usize {
@@ -287,10 +312,7 @@ impl Ledger {
         remembered: impl IntoIterator<Item = (NameKey, u32, u64)>,
     ) {
         for (name, occurrences, deleted_at) in remembered {
-            self.tombstones
-                .by_name
-                .insert(name, (occurrences, deleted_at));
-            self.tombstones.order.push_back((name, deleted_at));
+            self.tombstones.insert(name, occurrences, deleted_at);
         }
     }
 
@@ -820,6 +842,19 @@ mod tests {
             kept.contains(&(4, 2_200)) && !kept.contains(&(2, 2_100)),
             "{kept:?}"
         );
+    }
+
+    #[test]
+    fn a_name_deleted_again_in_the_same_second_is_remembered_once() {
+        let mut ledger = live();
+        ledger.delete(W0, uid(1), S, 3, named("a.1", 50)).unwrap();
+        // Re-created (takes the tombstone) and deleted again, all within one second.
+        ledger.observe(W0, uid(2), S, 4, named("a.1", 50)).unwrap();
+        ledger.delete(W0, uid(2), S, 4, named("a.1", 50)).unwrap();
+        let kept: Vec<_> = ledger.tombstones().collect();
+        assert_eq!(kept.len(), ledger.tombstone_count());
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].1, 4);
     }
 
     #[test]

@@ -161,7 +161,9 @@ pub fn encode(ledger: &Ledger, prints: &[WatchPrint], lease: Option<&LeaseTerm>)
         out.push(u8::from(counting));
         out.extend_from_slice(&count.to_le_bytes());
     }
-    out.extend_from_slice(&(tombstones as u64).to_le_bytes());
+    // Patched once the tombstones are written, so the header cannot disagree with them.
+    let tombstone_count_at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
     // Entries grouped by watch, one pass per watch (there is usually one).
     for watch in 0..prints.len() {
         for (uid, occurrences, of) in ledger.entries() {
@@ -171,11 +173,14 @@ pub fn encode(ledger: &Ledger, prints: &[WatchPrint], lease: Option<&LeaseTerm>)
             }
         }
     }
+    let mut written = 0u64;
     for (name, occurrences, deleted_at) in ledger.tombstones() {
         out.extend_from_slice(&name.0.to_le_bytes());
         out.extend_from_slice(&occurrences.to_le_bytes());
         out.extend_from_slice(&deleted_at.to_le_bytes());
+        written += 1;
     }
+    out[tombstone_count_at..tombstone_count_at + 8].copy_from_slice(&written.to_le_bytes());
     let sum = checksum(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out

@@ -620,3 +620,17 @@ fn a_ttl_recreation_whose_deletion_fell_in_a_gap_counts_whole() {
     ingest.handle(Signal::ListDone(0));
     assert_eq!(store.value_of(&labels(0).as_values()), Some(11));
 }
+
+#[test]
+fn a_name_recreated_and_deleted_within_a_second_survives_a_restart() {
+    // Found by the property test: the snapshot listed such a tombstone twice and did not decode.
+    let (counted, truth, _) = run(
+        vec![(0, 0, 1)],
+        vec![
+            Op::TtlRecreate { pick: 0 },
+            Op::Delete { pick: 0 },
+            Op::FilterChange,
+        ],
+    );
+    assert_eq!(counted, truth);
+}
