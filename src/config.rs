@@ -108,7 +108,8 @@ pub struct Flags {
     #[arg(long = "count-existing")]
     pub count_existing: bool,
 
-    /// Upper bound on kube_events_total series; beyond 90% of it, new label sets are folded.
+    /// Upper bound on kube_events_total series (1 to 1000000); beyond 90% of it, new label sets are
+    /// folded. Up to 8 per-type overflow series come on top.
     #[arg(long = "max-series", value_name = "N", default_value_t = 10_000)]
     pub max_series: usize,
 
@@ -230,7 +231,9 @@ pub enum ConfigError {
     DuplicateNamespace(String),
     #[error("invalid --types {0:?}: a type is a non-empty word such as Normal or Warning")]
     Type(String),
-    #[error("invalid --max-series {0}: must be at least 1")]
+    #[error(
+        "invalid --max-series {0}: from 1 to 1000000 (a counter slot per series is allocated at start)"
+    )]
     MaxSeries(usize),
     #[error("invalid --field-selector: must not be empty")]
     FieldSelector,
@@ -267,6 +270,11 @@ pub enum ConfigError {
     #[error("invalid --config.file {path}: {reason}")]
     File { path: String, reason: String },
 }
+
+/// The most `--max-series` allows: slots are allocated up front, so a typo with extra zeros
+/// would otherwise take gigabytes at start; a million series is beyond what one scrape serves
+/// comfortably anyway.
+pub const MAX_SERIES: usize = 1_000_000;
 
 /// The validated settings the exporter runs with.
 #[derive(Clone, Debug, PartialEq)]
@@ -623,7 +631,7 @@ impl Config {
                 types.push(event_type.clone());
             }
         }
-        if flags.max_series == 0 {
+        if !(1..=MAX_SERIES).contains(&flags.max_series) {
             return Err(ConfigError::MaxSeries(flags.max_series));
         }
         if flags
@@ -944,6 +952,8 @@ mod tests {
             (&["--namespace", "a", "--namespace", "a"][..], "--namespace"),
             (&["--types", "Warn ing"][..], "--types"),
             (&["--max-series", "0"][..], "--max-series"),
+            (&["--max-series", "1000001"][..], "--max-series"),
+            (&["--max-series", "100000000000"][..], "--max-series"),
             (
                 &["--state-file.max-age", "soon"][..],
                 "--state-file.max-age",
