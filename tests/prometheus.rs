@@ -321,6 +321,7 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
     }
     let names: Vec<String> = firing(&received)
         .iter()
+        .filter(|alert| !down_before_the_first_scrape(alert))
         .map(|a| a["labels"]["alertname"].as_str().unwrap_or("").to_owned())
         .collect();
     for name in &names {
