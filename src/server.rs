@@ -119,7 +119,15 @@ impl ExpositionCache {
     /// A body encoded less than [`EXPOSITION_REUSE`] ago, if any.
     fn fresh(&self, format: Format, gzip: bool) -> Option<Bytes> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
+        Self::find_fresh(&entries, format, gzip, std::time::Instant::now())
+    }
+
+    fn find_fresh(
+        entries: &[(Format, bool, std::time::Instant, Bytes)],
+        format: Format,
+        gzip: bool,
+        now: std::time::Instant,
+    ) -> Option<Bytes> {
         entries
             .iter()
             .find(|(f, g, at, _)| {
@@ -138,10 +146,8 @@ impl ExpositionCache {
     ) -> Option<Bytes> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
-        if let Some((_, _, _, body)) = entries.iter().find(|(f, g, at, _)| {
-            *f == format && *g == gzip && now.duration_since(*at) < EXPOSITION_REUSE
-        }) {
-            return Some(body.clone());
+        if let Some(body) = Self::find_fresh(&entries, format, gzip, now) {
+            return Some(body);
         }
         let body = encode()?;
         entries.retain(|(f, g, _, _)| !(*f == format && *g == gzip));
