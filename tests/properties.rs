@@ -180,17 +180,16 @@ impl Exporter {
     }
 
     /// A new process; the old one's counters stay what its last scrape published.
-    fn replace(&mut self, exclude: bool, restore: Option<&[u8]>) -> state::Restored {
+    fn replace(&mut self, exclude: bool, restore: Option<&[u8]>) {
         let old = std::mem::replace(self, Exporter::start(exclude));
         self.gone = old.gone;
         self.gone.push(old.store);
         self.state_file = old.state_file;
-        match restore {
-            Some(bytes) => self.ingest.restore(
+        if let Some(bytes) = restore {
+            self.ingest.restore(
                 state::decode(bytes).expect("own snapshot decodes"),
                 &prints(exclude),
-            ),
-            None => state::Restored::default(),
+            );
         }
     }
 }
