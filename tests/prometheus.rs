@@ -243,7 +243,7 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Prometheus evaluates the rules from its start, so on a slow start KubeEventMetricsDown may
+    // Prometheus evaluates the rules from its start, so on a slow start KubeEventMetricsAbsent may
     // rightly go pending, and fire, before the first scrape; only what starts once the target is
     // seen up counts in the quiet period.
     let up_at = k8s_openapi::jiff::Timestamp::now();
@@ -258,7 +258,8 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
     // A quiet period: steady counters page nobody (20 s is 20 minutes of rule time).
     tokio::time::sleep(Duration::from_secs(20)).await;
     let down_before_the_first_scrape = |alert: &Value| {
-        alert["labels"]["alertname"] == "KubeEventMetricsDown"
+        ["KubeEventMetricsDown", "KubeEventMetricsAbsent"]
+            .contains(&alert["labels"]["alertname"].as_str().unwrap_or(""))
             && alert["startsAt"]
                 .as_str()
                 .and_then(|at| at.parse::<k8s_openapi::jiff::Timestamp>().ok())
