@@ -77,7 +77,7 @@
       },
       KubeEventFailedScheduling: {
         enabled: true,
-        selector: 'reason="FailedScheduling",type="Warning",kind="Pod",source="%s"',
+        selector: 'reason="FailedScheduling",type="Warning",kind="Pod",source="%s"' % $._config.schedulerSource,
         perNamespace: true,
         // Longer than the 30-minute series heartbeat, so a pod that stays unschedulable never
         // leaves the window; `for` longer than a pod that did get scheduled can keep it there: its

@@ -8,24 +8,28 @@ also runs with an exporter restart in the middle (no state file: counters start 
 import re
 
 import cluster_model as m
+import recorder_model
 
 PROD = "prod"
 SERIES_LABELS = 'job="kube-event-metrics",instance="kem:8080",cluster="prod"'
 
 
 class Scenario:
-    def __init__(self, name, minutes, build, expect=None, side_effects=(), restart_at=None):
+    def __init__(self, name, minutes, build, expect=None, side_effects=()):
         self.name, self.minutes, self.build = name, minutes, build
         # alert -> (labels, incident start minute, fires within minutes, firing until minute)
         self.expect = expect or {}
         self.side_effects = set(side_effects)
-        self.restart_at = restart_at
+        self._exporter = None
 
     def run(self, restart_at=None):
-        cluster = m.Cluster(until=self.minutes * 60)
-        self.build(cluster)
-        cluster.run()
-        return m.sample(cluster.exporter, self.minutes, restart_at)
+        """The scraped series; the cluster is simulated once, each view sampled from it."""
+        if self._exporter is None:
+            cluster = m.Cluster(until=self.minutes * 60)
+            self.build(cluster)
+            cluster.run()
+            self._exporter = cluster.exporter
+        return recorder_model.sample(self._exporter, self.minutes, restart_at)
 
 
 def ns(namespace):
@@ -173,6 +177,11 @@ def busy_day(c):
         m.kubelet_evictions(c, "batch", [f"scratch-{t}"], "node-12", t, resource="ephemeral-storage")
 
 
+def input_series(series):
+    return [{"series": series_name(labels), "values": recorder_model.notation(values)}
+            for labels, values in sorted(series.items())]
+
+
 def series_name(labels):
     namespace, kind, reason, etype, source = labels
     return (f'kube_events_total{{{SERIES_LABELS},namespace="{namespace}",kind="{kind}",'
@@ -226,8 +235,7 @@ def cases(scenario, rules, restart=False):
     return {
         "name": name,
         "interval": "1m",
-        "input_series": [{"series": series_name(labels), "values": m.notation(values)}
-                         for labels, values in sorted(series.items())],
+        "input_series": input_series(series),
         "alert_rule_test": [{"eval_time": minutes(t), "alertname": a, "exp_alerts": e} for t, a, e in checks],
     }
 
@@ -236,11 +244,23 @@ def firing_probe(scenario, alert, rules):
     """One test group asserting the alert fires at every minute of the scenario: the minutes
     promtool reports as failed tell when it really fired."""
     labels, start, within, until = scenario.expect[alert]
-    series = scenario.run()
     return {
         "name": f"probe {alert}: {scenario.name}",
         "interval": "1m",
-        "input_series": [{"series": series_name(l), "values": m.notation(v)} for l, v in sorted(series.items())],
+        "input_series": input_series(scenario.run()),
         "alert_rule_test": [{"eval_time": minutes(t), "alertname": alert, "exp_alerts": [expected(rules[alert], labels)]}
                             for t in range(start, until + 1)],
+    }
+
+
+def silence_probe(scenario, alerts):
+    """One test group asserting that none of `alerts` fires at any 5th minute, with the exporter
+    up: the failed checks say which would page (to compare another rule file on the scenarios)."""
+    up = {"series": f"up{{{SERIES_LABELS}}}", "values": f"1x{scenario.minutes}"}
+    return {
+        "name": f"silence: {scenario.name}",
+        "interval": "1m",
+        "input_series": input_series(scenario.run()) + [up],
+        "alert_rule_test": [{"eval_time": minutes(t), "alertname": a, "exp_alerts": []}
+                            for a in alerts for t in range(0, scenario.minutes + 1, 5)],
     }

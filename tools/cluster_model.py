@@ -8,7 +8,7 @@ retries on cluster events, the controllers' workqueue back-off (5 ms doubling to
 HPA's 15 s sync, the external provisioner's and the service controller's retry back-off (1 s and
 5 s doubling to 5 min), and the node lifecycle controller's 40 s grace period.
 """
-from recorder_model import Clock, Exporter, LegacyRecorder, Obj, SeriesRecorder, notation, sample  # noqa: F401
+from recorder_model import Clock, Exporter, LegacyRecorder, Obj, SeriesRecorder
 
 POD_REQUEUE = 10
 POD_REQUEUE_JITTER = 0.5
@@ -173,16 +173,23 @@ def kubelet_evictions(c, ns, pods, node, start, every=10, resource="memory"):
         kubelet.emit(t, obj, "Normal", "Killing", "Stopping container app")
 
 
-def karpenter_consolidation(c, pods_by_ns, node, start):
-    karpenter = c.legacy("karpenter")
-    karpenter.emit(start, Obj("Node", "", node), "Normal", "DisruptionTerminating", "Disrupting Node: Underutilized")
+def drain(c, recorder, reason, message, pods_by_ns, node, start, spacing, back_after):
+    """A component evicting a node's pods one by one, each coming back elsewhere; returns when the
+    last one was evicted."""
     t = start
     for ns, pods in pods_by_ns.items():
         for pod in pods:
-            karpenter.emit(t, Obj("Pod", ns, pod), "Normal", "Evicted", "Evicted pod: Underutilized")
+            recorder.emit(t, Obj("Pod", ns, pod), "Normal", reason, message)
             stops(c, ns, pod, node, t + 1)
-            starts(c, ns, pod + "-r", node + "-new", t + 30)
-            t += 2
+            starts(c, ns, pod + "-r", node + "-other", t + back_after)
+            t += spacing
+    return t
+
+
+def karpenter_consolidation(c, pods_by_ns, node, start):
+    karpenter = c.legacy("karpenter")
+    karpenter.emit(start, Obj("Node", "", node), "Normal", "DisruptionTerminating", "Disrupting Node: Underutilized")
+    drain(c, karpenter, "Evicted", "Evicted pod: Underutilized", pods_by_ns, node, start, spacing=2, back_after=30)
 
 
 def node_not_ready(c, node, t, pods_on_node):
@@ -196,13 +203,7 @@ def node_not_ready(c, node, t, pods_on_node):
 def autoscaler_scale_down(c, node, pods_by_ns, start):
     autoscaler = c.legacy("cluster-autoscaler")
     autoscaler.emit(start, Obj("Node", "", node), "Normal", "ScaleDown", "marked the node as toBeDeleted/unschedulable")
-    t = start
-    for ns, pods in pods_by_ns.items():
-        for pod in pods:
-            autoscaler.emit(t, Obj("Pod", ns, pod), "Normal", "ScaleDown", "deleting pod for node scale down")
-            stops(c, ns, pod, node, t + 1)
-            starts(c, ns, pod + "-r", node + "-other", t + 20)
-            t += 1
+    t = drain(c, autoscaler, "ScaleDown", "deleting pod for node scale down", pods_by_ns, node, start, spacing=1, back_after=20)
     # The instance goes away after the drain; DaemonSet pods stay until then.
     node_not_ready(c, node, t + 30, [("kube-system", f"{d}-{node}") for d in ("kube-proxy", "cni", "node-exporter")])
     c.legacy("node-controller").emit(t + 120, Obj("Node", "", node), "Normal", "RemovingNode", f"Node {node} event: Removing Node {node} from Controller")

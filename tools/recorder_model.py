@@ -42,10 +42,8 @@ class Exporter:
         self.last_count = {}
         self.changes = defaultdict(list)  # labels -> [(t, total)]
         self.totals = defaultdict(int)
-        self.writes = 0
 
     def write(self, t, name, labels, count):
-        self.writes += 1
         delta = count - self.last_count.get(name, 0)
         self.last_count[name] = max(count, self.last_count.get(name, 0))
         if delta <= 0:

@@ -5,6 +5,7 @@
                                        # alerts/tests/ and docs/alert-scenarios.md
     python3 tools/render.py --check    # exit 1 naming every file that differs (CI, tests)
     python3 tools/render.py --mixin my.libsonnet --out DIR   # rules and dashboards of an override
+    python3 tools/render.py --compare RULES.yaml   # which alerts of a rule file fire on the scenarios
 
 Needs the PyPI package `jsonnet` (0.22) and promtool (to measure when each alert fires).
 """
@@ -21,12 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import alert_scenarios  # noqa: E402
+import exporter_cases  # noqa: E402
 
 GENERATED = "# Rendered from mixin/ by tools/render.py: edit the mixin, run it, commit both.\n"
-
-
-def evaluate(snippet):
-    return _jsonnet.evaluate_snippet("render", snippet, jpathdir=[ROOT])
 
 
 def yaml_of(document):
@@ -80,93 +78,83 @@ def scalar(item):
     return json.dumps(item, ensure_ascii=False)
 
 
-MIXIN = "(import 'mixin/mixin.libsonnet')"
-_rendered = {}
+def render_mixin(path=os.path.join(ROOT, "mixin", "mixin.libsonnet")):
+    """The mixin's alert groups, recording-rule groups and dashboards, in one evaluation (jsonnet
+    takes about a second)."""
+    whole = json.loads(_jsonnet.evaluate_snippet("render", f"""
+        local m = import {json.dumps(path)};
+        {{ alerts: m.prometheusAlerts.groups, rules: m.prometheusRules.groups, dashboards: m.grafanaDashboards }}
+    """, jpathdir=[ROOT]))
+    return whole["alerts"], whole["rules"], whole["dashboards"]
 
 
-def mixin_json(expression):
-    """`expression` over `m`, the mixin; the mixin is evaluated once (jsonnet takes seconds)."""
-    if MIXIN not in _rendered:
-        _rendered[MIXIN] = json.loads(evaluate(
-            f"local m = {MIXIN}; {{ alerts: m.prometheusAlerts, rules: m.prometheusRules, dashboards: m.grafanaDashboards }}"))
-    whole = _rendered[MIXIN]
-    m = {"prometheusAlerts": whole["alerts"], "prometheusRules": whole["rules"], "grafanaDashboards": whole["dashboards"]}
-    return eval(expression, {}, {"m": _Attr(m)})
-
-
-class _Attr(dict):
-    def __getattr__(self, name):
-        value = self[name]
-        return _Attr(value) if isinstance(value, dict) else value
-
-
-RULES = "m.prometheusRules.groups + m.prometheusAlerts.groups"
-
-
-def rule_groups():
-    return mixin_json(RULES)
-
-
-def rule_files():
-    files = {}
-    groups = rule_groups()
-    files["alerts/kube-event-metrics.rules.yaml"] = GENERATED + yaml_of({"groups": groups}) + "\n"
-    files["deploy/base/prometheusrule.yaml"] = GENERATED + yaml_of({
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-        "metadata": {"name": "kube-event-metrics"}, "spec": {"groups": groups}}) + "\n"
-    for name, board in mixin_json("m.grafanaDashboards").items():
+def rule_files(alert_groups, rule_groups, dashboards):
+    groups = rule_groups + alert_groups
+    files = {
+        "alerts/kube-event-metrics.rules.yaml": GENERATED + yaml_of({"groups": groups}) + "\n",
+        "deploy/base/prometheusrule.yaml": GENERATED + yaml_of({
+            "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "kube-event-metrics"}, "spec": {"groups": groups}}) + "\n",
+    }
+    for name, board in dashboards.items():
         files[f"dashboards/{name}"] = json.dumps(board, indent=2) + "\n"
     return files
 
 
-def alerting_rules(group=None):
-    groups = mixin_json("m.prometheusAlerts.groups")
-    return {r["alert"]: r for g in groups for r in g["rules"] if group in (None, g["name"])}
+def alerts_by_name(alert_groups, group=None):
+    return {r["alert"]: r for g in alert_groups for r in g["rules"] if group in (None, g["name"])}
 
 
-def event_rules():
-    """The alerts the recorder scenarios are about; the exporter's own have their cases."""
-    return alerting_rules("kube-event-metrics.events")
-
-
-def test_document(cases):
-    document = {"rule_files": ["../kube-event-metrics.rules.yaml"], "evaluation_interval": "1m", "tests": cases}
+def test_document(cases, rule_file="../kube-event-metrics.rules.yaml"):
+    document = {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": cases}
     # JSON is YAML: promtool reads it, and no YAML library is needed.
     return GENERATED + json.dumps(document, indent=1) + "\n"
 
 
-def test_files(rules):
-    events = event_rules()
+def test_files(alert_groups):
+    # The recorder scenarios are about the event alerts; the exporter's own have their cases.
+    events = alerts_by_name(alert_groups, "kube-event-metrics.events")
     incidents, routine = alert_scenarios.incidents(), alert_scenarios.routine()
-    files = {}
-    files["alerts/tests/incidents.yaml"] = test_document([alert_scenarios.cases(s, events) for s in incidents])
-    files["alerts/tests/incidents-restart.yaml"] = test_document([alert_scenarios.cases(s, events, restart=True) for s in incidents])
-    files["alerts/tests/routine.yaml"] = test_document(
-        [alert_scenarios.cases(s, events) for s in routine] + [alert_scenarios.cases(s, events, restart=True) for s in routine])
-    import exporter_cases
-    files["alerts/tests/exporter.yaml"] = test_document(exporter_cases.cases(rules))
-    return files
+
+    def document(scenarios, restarts):
+        return test_document([alert_scenarios.cases(s, events, restart) for s in scenarios for restart in restarts])
+
+    return {
+        "alerts/tests/incidents.yaml": document(incidents, [False]),
+        "alerts/tests/incidents-restart.yaml": document(incidents, [True]),
+        "alerts/tests/routine.yaml": test_document(
+            [alert_scenarios.cases(s, events) for s in routine] + [alert_scenarios.cases(s, events, True) for s in routine]),
+        "alerts/tests/exporter.yaml": test_document(exporter_cases.cases(alerts_by_name(alert_groups))),
+    }
 
 
-def measure(rules, rule_text):
-    """When each incident's alert first fires and whether it then stays firing, by promtool."""
-    rows = []
+def failed_checks(case, rule_text):
+    """The (alert, minute) checks of one promtool test group that fail against `rule_text`."""
     with tempfile.TemporaryDirectory() as tmp:
-        os.mkdir(os.path.join(tmp, "tests"))
-        with open(os.path.join(tmp, "kube-event-metrics.rules.yaml"), "w") as f:
+        rules = os.path.join(tmp, "rules.yaml")
+        tests = os.path.join(tmp, "tests.yaml")
+        with open(rules, "w") as f:
             f.write(rule_text)
-        for scenario in alert_scenarios.incidents():
-            for alert, (labels, start, within, until) in scenario.expect.items():
-                probe = alert_scenarios.firing_probe(scenario, alert, rules)
-                path = os.path.join(tmp, "tests", "probe.yaml")
-                with open(path, "w") as f:
-                    f.write(test_document([probe]))
-                out = subprocess.run(["promtool", "test", "rules", path], capture_output=True, text=True)
-                failed = {int(h or 0) * 60 + int(m or 0) for h, m in re.findall(r"alertname: \w+, time: (?:(\d+)h)?(?:(\d+)m)?", out.stdout + out.stderr)}
-                if out.returncode != 0 and not failed:
-                    raise SystemExit(f"promtool failed on {scenario.name}:\n{out.stdout}{out.stderr}")
-                fired = next((t for t in range(start, until + 1) if all(u not in failed for u in range(t, until + 1))), None)
-                rows.append((scenario.name, alert, within, None if fired is None else fired - start, until - start))
+        with open(tests, "w") as f:
+            f.write(test_document([case], rules))
+        out = subprocess.run(["promtool", "test", "rules", tests], capture_output=True, text=True)
+    said = out.stdout + out.stderr
+    failed = {(alert, int(h or 0) * 60 + int(m or 0))
+              for alert, h, m in re.findall(r"alertname: (\w+), time: (?:(\d+)h)?(?:(\d+)m)?", said)}
+    if out.returncode != 0 and not failed:
+        raise SystemExit(f"promtool failed on {case['name']}:\n{said}")
+    return failed
+
+
+def measure(alert_groups, rule_text):
+    """When each incident's alert first fires and whether it then stays firing, by promtool."""
+    rules = alerts_by_name(alert_groups)
+    rows = []
+    for scenario in alert_scenarios.incidents():
+        for alert, (labels, start, within, until) in scenario.expect.items():
+            failed = {t for _, t in failed_checks(alert_scenarios.firing_probe(scenario, alert, rules), rule_text)}
+            fired = next((t for t in range(start, until + 1) if all(u not in failed for u in range(t, until + 1))), None)
+            rows.append((scenario.name, alert, within, None if fired is None else fired - start, until - start))
     lines = [
         "# When each alert fires: the incident scenarios",
         "",
@@ -185,23 +173,19 @@ def measure(rules, rule_text):
     return "\n".join(lines) + "\n"
 
 
-def main():
-    if "--mixin" in sys.argv:
-        global MIXIN
-        path = os.path.abspath(sys.argv[sys.argv.index("--mixin") + 1])
-        out = sys.argv[sys.argv.index("--out") + 1]
-        MIXIN = f"(import {json.dumps(path)})"
-        os.makedirs(out, exist_ok=True)
-        for name, text in rule_files().items():
-            if name.startswith(("alerts/", "dashboards/")):
-                with open(os.path.join(out, os.path.basename(name)), "w") as f:
-                    f.write(text)
-        return
-    check = "--check" in sys.argv
-    files = rule_files()
-    rules = alerting_rules()
-    files.update(test_files(rules))
-    files["docs/alert-scenarios.md"] = measure(rules, files["alerts/kube-event-metrics.rules.yaml"])
+def compare(rule_path):
+    """Which alerts of another rule file fire on the scenarios, and from when to when (minutes)."""
+    rule_text = open(rule_path).read()
+    names = re.findall(r"alert: (\w+)", rule_text)
+    for scenario in alert_scenarios.incidents() + alert_scenarios.routine():
+        case = alert_scenarios.silence_probe(scenario, names)
+        fired = {}
+        for alert, t in failed_checks(case, rule_text):
+            fired.setdefault(alert, []).append(t)
+        print(f"{scenario.name}: " + (", ".join(f"{a} {min(ts)}-{max(ts)}m" for a, ts in sorted(fired.items())) or "silent"))
+
+
+def write_or_check(files, check):
     differ = []
     for path, text in sorted(files.items()):
         full = os.path.join(ROOT, path)
@@ -217,6 +201,27 @@ def main():
     if differ:
         print("not what mixin/ renders (run python3 tools/render.py): " + ", ".join(differ))
         sys.exit(1)
+
+
+def main():
+    args = sys.argv[1:]
+    if "--compare" in args:
+        compare(args[args.index("--compare") + 1])
+        return
+    if "--mixin" in args:
+        out = args[args.index("--out") + 1]
+        files = rule_files(*render_mixin(os.path.abspath(args[args.index("--mixin") + 1])))
+        os.makedirs(out, exist_ok=True)
+        for name, text in files.items():
+            if name.startswith(("alerts/", "dashboards/")):
+                with open(os.path.join(out, os.path.basename(name)), "w") as f:
+                    f.write(text)
+        return
+    alert_groups, rule_groups, dashboards = render_mixin()
+    files = rule_files(alert_groups, rule_groups, dashboards)
+    files.update(test_files(alert_groups))
+    files["docs/alert-scenarios.md"] = measure(alert_groups, files["alerts/kube-event-metrics.rules.yaml"])
+    write_or_check(files, "--check" in args)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ local promql = import '../lib/promql.libsonnet';
   // The shared shape of the event alerts (see config.libsonnet).
   local eventRule(name, texts) =
     local a = alertConfig[name];
-    local selector = if std.length(std.findSubstr('%s', a.selector)) > 0 then a.selector % config.schedulerSource else a.selector;
     local by = [cluster] + (if a.perNamespace then ['namespace'] else []);
     rule(name,
-         promql.sumBy(by, promql.occurrences(promql.events(config, selector), a.window)) + ' >= %d' % a.threshold,
+         promql.sumBy(by, promql.occurrences(promql.events(config, a.selector), a.window)) + ' >= %d' % a.threshold,
          texts),
 
   // Go templates, rendered by Prometheus: the cluster is named where the series carry its label.

@@ -13,6 +13,11 @@
     local born = '(%s unless %s offset %s)' % [series, series, window];
     '(increase(%s[%s]) unless %s)\nor\n%s' % [series, window, born, born],
 
+  // Seconds in a duration of one unit, such as '5m'.
+  seconds(duration)::
+    local unit = duration[std.length(duration) - 1];
+    std.parseInt(duration[:std.length(duration) - 1]) * { s: 1, m: 60, h: 3600 }[unit],
+
   // `sum by (labels)` of an expression spanning several lines, indented.
   sumBy(labels, expr)::
     'sum by (%s) (\n%s\n)' % [std.join(', ', labels), std.join('\n', ['  ' + line for line in std.split(expr, '\n')])],

@@ -7,7 +7,7 @@ local promql = import '../lib/promql.libsonnet';
   local config = $._config,
   local cluster = config.clusterLabel,
   local window = config.recordingWindow,
-  local seconds = { '1m': 60, '2m': 120, '5m': 300, '10m': 600 }[window],
+  local seconds = promql.seconds(window),
 
   // Name of the recording rule that keeps `labels` (cluster first), per the level:metric:operation
   // convention.
