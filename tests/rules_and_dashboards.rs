@@ -164,19 +164,21 @@ fn event_alerts_select_our_job_and_health_alerts_respect_the_leader() {
     }
 }
 
+/// Runs the command and fails the test with everything it said unless it succeeds.
+fn succeeds(command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 #[ignore = "needs the PyPI package jsonnet and promtool; .ci/run installs them"]
 fn rendered_files_are_what_the_mixin_renders() {
-    let check = Command::new("python3")
-        .args(["tools/render.py", "--check"])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    succeeds(Command::new("python3").args(["tools/render.py", "--check"]));
 }
 
 #[test]
@@ -195,30 +197,16 @@ fn a_config_override_changes_every_rule_and_passes_promtool() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let render = Command::new("python3")
-        .arg("tools/render.py")
-        .arg("--mixin")
-        .arg(&custom)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        render.status.success(),
-        "{}",
-        String::from_utf8_lossy(&render.stderr)
+    succeeds(
+        Command::new("python3")
+            .arg("tools/render.py")
+            .arg("--mixin")
+            .arg(&custom)
+            .arg("--out")
+            .arg(&out),
     );
     let path = out.join("kube-event-metrics.rules.yaml");
-    let check = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    succeeds(Command::new("promtool").args(["check", "rules"]).arg(&path));
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         !text.contains(r#"job="kube-event-metrics""#)
@@ -264,31 +252,16 @@ fn a_config_override_changes_every_rule_and_passes_promtool() {
 #[test]
 #[ignore = "needs promtool (Debian package prometheus); .ci/run installs it"]
 fn promtool_checks_and_tests_the_rules() {
-    let check = Command::new("promtool")
-        .args(["check", "rules", RULES])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    succeeds(Command::new("promtool").args(["check", "rules", RULES]));
     let files: Vec<String> = std::fs::read_dir("alerts/tests")
         .unwrap()
         .map(|e| e.unwrap().path().display().to_string())
         .collect();
     assert!(!files.is_empty());
-    let test = Command::new("promtool")
-        .arg("test")
-        .arg("rules")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        test.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&test.stdout),
-        String::from_utf8_lossy(&test.stderr)
+    succeeds(
+        Command::new("promtool")
+            .args(["test", "rules"])
+            .args(&files),
     );
 }
 
