@@ -25,7 +25,7 @@ class Cluster:
     def legacy(self, component, host=""):
         key = (component, host)
         if key not in self.recorders:
-            self.recorders[key] = LegacyRecorder(self.exporter, component, host)
+            self.recorders[key] = LegacyRecorder(self.clock, self.exporter, component, host)
         return self.recorders[key]
 
     def kubelet(self, node):

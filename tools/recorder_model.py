@@ -84,6 +84,16 @@ class Clock:
         self.at(start, tick)
 
 
+def in_future(clock, t, emit):
+    """Components may announce an Event for later (a pod's start-up sequence, a grace period);
+    the recorders' caches, buckets and the exporter's totals must see occurrences in time order,
+    so a later one is queued on the clock. True when it was queued."""
+    if t <= clock.now:
+        return False
+    clock.at(t, lambda _: emit())
+    return True
+
+
 def lru_put(cache, key, value):
     cache[key] = value
     cache.move_to_end(key)
@@ -102,14 +112,16 @@ class Obj:
 class LegacyRecorder:
     """client-go tools/record: EventCorrelator (aggregator, observer, spam filter)."""
 
-    def __init__(self, exporter, component, host=""):
-        self.exporter, self.component, self.host = exporter, component, host
+    def __init__(self, clock, exporter, component, host=""):
+        self.clock, self.exporter, self.component, self.host = clock, exporter, component, host
         self.aggregates = OrderedDict()
         self.observed = OrderedDict()
         self.buckets = OrderedDict()
         self.names = itertools.count()
 
     def emit(self, t, obj, etype, reason, message):
+        if in_future(self.clock, t, lambda: self.emit(t, obj, etype, reason, message)):
+            return
         aggregate_key = (obj.key, etype, reason)
         record = self.aggregates.get(aggregate_key)
         if record is None or t - record[1] > AGGREGATE_INTERVAL:
@@ -145,7 +157,7 @@ class SeriesRecorder:
     """client-go tools/events: the events.k8s.io recorder with its series."""
 
     def __init__(self, clock, exporter, controller, until):
-        self.exporter, self.controller = exporter, controller
+        self.clock, self.exporter, self.controller = clock, exporter, controller
         self.cache = {}
         self.names = itertools.count()
         # One ticker each for the whole process, started at an arbitrary phase.
@@ -156,6 +168,8 @@ class SeriesRecorder:
         self.exporter.write(t, entry["name"], entry["labels"], entry["count"])
 
     def emit(self, t, obj, etype, reason, note, action=""):
+        if in_future(self.clock, t, lambda: self.emit(t, obj, etype, reason, note, action)):
+            return
         key = (action, reason, obj.key)
         entry = self.cache.get(key)
         if entry is None:
