@@ -211,11 +211,16 @@ async fn answer_cuts(cuts: &mut Option<CutRequests>) {
     }
 }
 
-async fn next_cut(cuts: &mut Option<CutRequests>) -> Option<tokio::sync::oneshot::Sender<()>> {
-    match cuts {
-        Some(cuts) => cuts.recv().await,
-        None => std::future::pending().await,
+/// The next scrape's request for a cut. Never completes once the server is gone: a cut then would
+/// persist what no scrape served, and the next start would not count it.
+async fn next_cut(cuts: &mut Option<CutRequests>) -> tokio::sync::oneshot::Sender<()> {
+    if let Some(requests) = cuts {
+        if let Some(reply) = requests.recv().await {
+            return reply;
+        }
+        *cuts = None;
     }
+    std::future::pending().await
 }
 
 /// Completes when this replica is fenced, with why; never without leader election.
@@ -294,7 +299,7 @@ impl Counting {
                     }
                     None => break,
                 },
-                reply = next_cut(&mut self.cuts) => reply,
+                reply = next_cut(&mut self.cuts) => Some(reply),
                 why = fenced(&mut self.leadership) => {
                     // Before anything else: no Event series from a replica that is not leader.
                     self.stats.standby.store(true, std::sync::atomic::Ordering::Release);
