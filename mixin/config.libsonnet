@@ -22,7 +22,9 @@
     // Window of the recording rules the dashboards read.
     recordingWindow: '5m',
     // Dashboard defaults.
-    dashboardTags: ['kubernetes', 'events', 'kube-event-metrics'],
+    dashboardTags: ['kubernetes', 'events', $._config.dashboardLinkTag],
+    // The tag the dashboards find each other by (their links menu).
+    dashboardLinkTag: 'kube-event-metrics',
     dashboardRefresh: '1m',
     dashboardTimeFrom: 'now-6h',
 

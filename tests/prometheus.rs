@@ -38,18 +38,20 @@ fn free_port() -> u16 {
     support::free_local_addr().port()
 }
 
-/// Every `[5m]`, `offset 1h` and `for: 10m` of the rule file, divided by `SCALE`, in seconds.
-fn scaled_rules(text: &str) -> String {
+/// Every `[5m]`, `[1h:5m]`, `offset 1d` and `for: 10m` of a rule file or query, divided by
+/// `SCALE`, in seconds.
+fn scaled(text: &str) -> String {
     let scale = |amount: u64, unit: &str| {
         let seconds = match unit {
             "s" => amount,
             "m" => amount * 60,
             "h" => amount * 3600,
+            "d" => amount * 86400,
             other => panic!("unexpected unit {other}"),
         };
         format!("{}s", (seconds / SCALE).max(1))
     };
-    let duration = regex::Regex::new(r"(\[|offset |for: )(\d+)([smh])\b").unwrap();
+    let duration = regex::Regex::new(r"(\[|:|offset |for: )(\d+)([smhd])\b").unwrap();
     duration
         .replace_all(text, |c: &regex::Captures| {
             format!("{}{}", &c[1], scale(c[2].parse().unwrap(), &c[3]))
@@ -131,17 +133,22 @@ async fn query(prometheus: SocketAddr, expr: &str) -> Value {
     response
 }
 
-/// Grafana's variables with every one set to All, as the dashboards would send them.
+/// Grafana's variables as the dashboards would send them (every picker on All, the one cluster
+/// of the scrape), and the durations scaled as the rules are.
 fn grafana_expr(expr: &str) -> String {
-    let mut expr = expr.to_owned();
+    // Grafana's own intervals fit the 1 s scrapes already.
+    let mut expr = scaled(expr);
     for (variable, value) in [
         ("$__rate_interval", "10s"),
         ("$__range", "10m"),
+        ("$cluster", "test"),
+        ("$instance", ".*"),
         ("$job", ".*"),
         ("$namespace", ".*"),
         ("$kind", ".*"),
         ("$reason", ".*"),
         ("$type", ".*"),
+        ("$source", ".*"),
     ] {
         expr = expr.replace(variable, value);
     }
@@ -196,7 +203,7 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
 
     // Prometheus: 1 s scrapes and evaluations of the scaled rules.
     let rules = std::fs::read_to_string("alerts/kube-event-metrics.rules.yaml").unwrap();
-    std::fs::write(dir.join("rules.yaml"), scaled_rules(&rules)).unwrap();
+    std::fs::write(dir.join("rules.yaml"), scaled(&rules)).unwrap();
     let prom_port = free_port();
     std::fs::write(
         dir.join("prometheus.yml"),
@@ -204,7 +211,7 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files: [{rules}]\n\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am_addr}']\n\
-             scrape_configs:\n  - job_name: kube-event-metrics\n    honor_labels: true\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
+             scrape_configs:\n  - job_name: kube-event-metrics\n    honor_labels: true\n    static_configs:\n      - targets: ['{exporter_addr}']\n        labels: {{cluster: test}}\n",
             rules = dir.join("rules.yaml").display()
         ),
     )
@@ -332,7 +339,11 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
         );
     }
 
-    // Every dashboard panel and variable returns data with all variables set to All.
+    // Every dashboard panel and variable returns data with every picker on All. A label set
+    // seen for the first time feeds "New in the last hour"; a query that compares with the day
+    // before has nothing to compare with in a Prometheus minutes old, so it only has to be valid.
+    api.create(&EventSpec::new("fresh", "web-9.mount", "FailedMount", 1));
+    let mut queries = Vec::new();
     for path in [
         "dashboards/kube-events-overview.json",
         "dashboards/kube-event-metrics-health.json",
@@ -341,14 +352,23 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
             serde_json::from_str(&std::fs::read_to_string(Path::new(path)).unwrap()).unwrap();
         for panel in board["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
-                let expr = grafana_expr(target["expr"].as_str().unwrap());
-                let result = query(prometheus, &expr).await;
-                let series = result["data"]["result"].as_array().map_or(0, Vec::len);
-                assert!(
-                    series > 0,
-                    "{path}: panel {:?} returned nothing for {expr}",
-                    panel["title"]
-                );
+                let expr = target["expr"].as_str().unwrap();
+                let needs_history = expr.contains("offset 1d");
+                queries.push((
+                    format!("{path}: panel {}", panel["title"]),
+                    grafana_expr(expr),
+                    !needs_history,
+                ));
+            }
+        }
+        for annotation in board["annotations"]["list"].as_array().unwrap() {
+            if let Some(expr) = annotation["expr"].as_str() {
+                // Restarts and alerts come and go: an annotation only has to be a valid query.
+                queries.push((
+                    format!("{path}: annotation {}", annotation["name"]),
+                    grafana_expr(expr),
+                    false,
+                ));
             }
         }
         for variable in board["templating"]["list"].as_array().unwrap() {
@@ -361,14 +381,54 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
                 .expect("label_values(...)");
             let (selector, label) = inner.rsplit_once(", ").unwrap();
             let expr = format!("count by ({label}) ({})", grafana_expr(selector));
-            let result = query(prometheus, &expr).await;
-            let values = result["data"]["result"].as_array().map_or(0, Vec::len);
-            assert!(
-                values > 0,
-                "{path}: variable {} has no values",
-                variable["name"]
-            );
+            queries.push((format!("{path}: variable {}", variable["name"]), expr, true));
         }
+    }
+    // The recording rule and the subqueries over it need a few evaluations of the new label set;
+    // each query has to return data once (the alerts of the table resolve as the causes stop).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut empty = Vec::new();
+        for (what, expr, needs_data) in &mut queries {
+            let result = query(prometheus, expr).await;
+            let series = result["data"]["result"].as_array().map_or(0, Vec::len);
+            if series > 0 {
+                *needs_data = false;
+            } else if *needs_data {
+                empty.push(format!("{what} returned nothing for {expr}"));
+            }
+        }
+        if empty.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{empty:#?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // "New in the last hour" gets the new label set, and not one seeded before the hour.
+    let (_, new_in_the_hour, _) = queries
+        .iter()
+        .find(|(what, ..)| what.ends_with("\"New in the last hour\""))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let new: Vec<String> = query(prometheus, new_in_the_hour).await["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                format!(
+                    "{}/{}",
+                    row["metric"]["namespace"].as_str().unwrap(),
+                    row["metric"]["reason"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert!(!new.contains(&"payments/BackOff".to_owned()), "{new:?}");
+        if new.contains(&"fresh/FailedMount".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{new:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     exporter.stop().await;
 }

@@ -247,6 +247,36 @@ fn a_config_override_changes_every_rule_and_passes_promtool() {
             .unwrap()
             .contains("at least 7 pods")
     );
+
+    // The dashboards follow: the other job, the other cluster label, no disabled alert.
+    let default_cluster = regex::Regex::new(r"[^_]cluster=~").unwrap();
+    for name in [
+        "kube-events-overview.json",
+        "kube-event-metrics-health.json",
+    ] {
+        let board = dashboard(out.join(name).to_str().unwrap());
+        let definitions = board["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["definition"].as_str().map(str::to_owned));
+        for expr in exprs(&board)
+            .into_iter()
+            .chain(annotation_exprs(&board))
+            .chain(definitions)
+        {
+            if expr.contains("kube_event") || expr.contains("up{") {
+                assert!(
+                    expr.contains(r#"job="events""#) || expr.contains("k8s_cluster_"),
+                    "{name}: {expr}"
+                );
+            }
+            assert!(!default_cluster.is_match(&expr), "{name}: {expr}");
+            assert!(!expr.contains("KubeEventProbeFailures"), "{name}: {expr}");
+        }
+        let cluster = variable(&board, "cluster")["definition"].as_str().unwrap();
+        assert!(cluster.ends_with(", k8s_cluster)"), "{name}: {cluster}");
+    }
 }
 
 #[test]
@@ -293,6 +323,47 @@ fn exprs(board: &Value) -> Vec<String> {
         .iter()
         .flat_map(|panel| panel["targets"].as_array().unwrap().clone())
         .map(|target| target["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn annotation_exprs(board: &Value) -> Vec<String> {
+    board["annotations"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["expr"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn variable<'a>(board: &'a Value, name: &str) -> &'a Value {
+    board["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("variable {name}"))
+}
+
+fn panel<'a>(board: &'a Value, title: &str) -> &'a Value {
+    board["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == title)
+        .unwrap_or_else(|| panic!("panel {title}"))
+}
+
+/// The data links of a table column, by its field override.
+fn column_links(panel: &Value, column: &str) -> Vec<String> {
+    panel["fieldConfig"]["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["matcher"]["options"] == column)
+        .flat_map(|o| o["properties"].as_array().unwrap().clone())
+        .filter(|p| p["id"] == "links")
+        .flat_map(|p| p["value"].as_array().unwrap().clone())
+        .map(|link| link["url"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -348,16 +419,167 @@ fn dashboards_are_portable_and_consistent() {
             };
             assert!(used, "{path}: variable {name} is never used");
         }
-        if path.ends_with("overview.json") {
-            for name in ["job", "namespace", "kind", "reason", "type"] {
-                let variable = variables.iter().find(|v| v["name"] == name).expect(name);
-                if name != "job" {
-                    assert_eq!(variable["multi"], true, "{name}");
-                }
-                assert_eq!(variable["includeAll"], true, "{name}");
-            }
+        // One cluster at a time, as in kubernetes-mixin: with no cluster label at all the empty
+        // value matches every series.
+        let cluster = variable(&board, "cluster");
+        assert_eq!(cluster["multi"], false, "{path}");
+        assert!(
+            cluster["definition"]
+                .as_str()
+                .unwrap()
+                .starts_with("label_values(kube_event_metrics_build_info{"),
+            "{path}"
+        );
+        // The two dashboards link to each other, keeping time and variables.
+        let links = board["links"].as_array().unwrap();
+        assert!(
+            links.iter().any(|l| l["type"] == "dashboards"
+                && l["keepTime"] == true
+                && l["includeVars"] == true
+                && board["tags"].as_array().unwrap().contains(&l["tags"][0])),
+            "{path}: links {links:?}"
+        );
+        assert!(
+            annotation_exprs(&board)
+                .iter()
+                .any(|e| e.contains("process_start_time_seconds")),
+            "{path}: no restart annotation"
+        );
+    }
+}
+
+#[test]
+fn the_overview_reads_the_recording_rule_ranks_once_and_links_to_where() {
+    let board = dashboard("dashboards/kube-events-overview.json");
+    let records: BTreeSet<String> = all_rules()
+        .iter()
+        .filter_map(|r| r["record"].as_str().map(str::to_owned))
+        .collect();
+    // Chained pickers: each offers only the values the ones before it leave.
+    let chain = ["cluster", "namespace", "kind", "reason", "type", "source"];
+    for (i, name) in chain.iter().enumerate().skip(1) {
+        let picker = variable(&board, name);
+        assert_eq!(picker["multi"], true, "{name}");
+        assert_eq!(picker["includeAll"], true, "{name}");
+        let definition = picker["definition"].as_str().unwrap();
+        for before in &chain[..i] {
+            assert!(
+                definition.contains(&format!("=~\"${before}\"")),
+                "{name} is not chained on {before}: {definition}"
+            );
         }
     }
+    for panel in board["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            // Over 30 days a panel reads the recorded rates, never the raw counters.
+            assert!(
+                !expr.contains("kube_events_total"),
+                "{}: raw counters in {expr}",
+                panel["title"]
+            );
+            let reads_rule = records.iter().any(|r| expr.contains(r.as_str()));
+            assert!(
+                reads_rule || expr.contains("ALERTS{") || expr.contains("kube_event_metrics_"),
+                "{}: {expr}",
+                panel["title"]
+            );
+            // A top k of a time series is ranked once, over the range, at its end.
+            if expr.contains("topk(") && panel["type"] == "timeseries" {
+                assert!(expr.contains("@ end()"), "{}: {expr}", panel["title"]);
+            }
+        }
+        if panel["type"] == "timeseries" {
+            assert_eq!(
+                panel["fieldConfig"]["defaults"]["unit"], "opm",
+                "{}: sparse events read per minute",
+                panel["title"]
+            );
+        }
+    }
+    let by_type = panel(&board, "Occurrences by type");
+    assert_eq!(
+        by_type["fieldConfig"]["defaults"]["custom"]["drawStyle"],
+        "bars"
+    );
+    let yesterday = panel(&board, "Warnings by reason: now and yesterday");
+    assert!(
+        exprs(&serde_json::json!({"panels": [yesterday]}))
+            .iter()
+            .any(|e| e.contains("offset 1d"))
+    );
+    let new = &panel(&board, "New in the last hour")["targets"][0]["expr"];
+    assert!(
+        new.as_str().unwrap().contains("unless on"),
+        "{new}: label sets of the day before are left out"
+    );
+    // From a row to the same dashboard filtered on it, and from an alert to its runbook.
+    for title in ["Top label sets over the range", "New in the last hour"] {
+        for column in ["namespace", "reason"] {
+            let links = column_links(panel(&board, title), column);
+            assert!(
+                links
+                    .iter()
+                    .any(|url| url.starts_with("/d/kube-events-overview?")
+                        && url.contains(&format!("var-{column}=${{__data.fields.{column}}}"))
+                        && url.contains("${__url_time_range}")
+                        && url.contains("${cluster:queryparam}")),
+                "{title}: {column}: {links:?}"
+            );
+        }
+    }
+    let firing = panel(&board, "Our alerts firing");
+    assert_eq!(
+        column_links(firing, "runbook_url"),
+        vec!["${__value.raw}".to_owned()]
+    );
+    let firing_expr = firing["targets"][0]["expr"].as_str().unwrap();
+    for rule in rules() {
+        let url = rule["annotations"]["runbook_url"].as_str().unwrap();
+        assert!(
+            firing_expr.contains(&format!(
+                "ALERTS{{alertname=\"{}\",alertstate=\"firing\",cluster=~\"$cluster\"}}, \"runbook_url\", \"{url}\"",
+                rule["alert"].as_str().unwrap()
+            )),
+            "{}: no runbook link",
+            rule["alert"]
+        );
+    }
+    assert!(
+        annotation_exprs(&board)
+            .iter()
+            .any(|e| e.starts_with("ALERTS{") && e.contains("alertstate=\"firing\"")),
+        "no annotation of our alerts"
+    );
+}
+
+#[test]
+fn the_health_dashboard_names_states_and_shows_the_limit() {
+    let board = dashboard("dashboards/kube-event-metrics-health.json");
+    for (title, texts) in [
+        ("Up", ["down", "up"]),
+        ("Synced", ["syncing", "synced"]),
+        ("Leader", ["standby", "leader"]),
+    ] {
+        let stat = panel(&board, title);
+        let options = &stat["fieldConfig"]["defaults"]["mappings"][0]["options"];
+        assert_eq!(options["0"]["text"], texts[0], "{title}");
+        assert_eq!(options["1"]["text"], texts[1], "{title}");
+    }
+    let up = &panel(&board, "Up")["targets"][0]["expr"];
+    assert!(
+        up.as_str().unwrap().starts_with("up{"),
+        "{up}: up per instance"
+    );
+    let gauge = panel(&board, "Series of the limit");
+    assert_eq!(gauge["type"], "gauge");
+    assert_eq!(gauge["fieldConfig"]["defaults"]["max"], 1);
+    let expr = gauge["targets"][0]["expr"].as_str().unwrap();
+    assert!(
+        expr.contains("kube_event_metrics_series{")
+            && expr.contains("/ kube_event_metrics_series_limit{"),
+        "{expr}"
+    );
 }
 
 #[tokio::test]
@@ -373,8 +595,16 @@ async fn dashboard_queries_name_only_metrics_the_exporter_serves() {
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
         .collect();
-    // Prometheus adds these to every target.
-    let from_prometheus = ["up", "scrape_duration_seconds"];
+    // Prometheus adds up and scrape_duration_seconds to every target, ALERTS for every alert, and
+    // our recording rules' series.
+    let records: Vec<String> = all_rules()
+        .iter()
+        .filter_map(|r| r["record"].as_str().map(str::to_owned))
+        .collect();
+    let from_prometheus: Vec<&str> = ["up", "scrape_duration_seconds", "ALERTS"]
+        .into_iter()
+        .chain(records.iter().map(String::as_str))
+        .collect();
     let metric = regex::Regex::new(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{").unwrap();
     for path in DASHBOARDS {
         let board = dashboard(path);
@@ -384,7 +614,11 @@ async fn dashboard_queries_name_only_metrics_the_exporter_serves() {
             .iter()
             .filter_map(|v| v["definition"].as_str().map(str::to_owned))
             .collect();
-        for expr in exprs(&board).into_iter().chain(definitions) {
+        let queries = exprs(&board)
+            .into_iter()
+            .chain(annotation_exprs(&board))
+            .chain(definitions);
+        for expr in queries {
             for name in metric.captures_iter(&expr).map(|c| c[1].to_owned()) {
                 assert!(
                     served.contains(&name) || from_prometheus.contains(&name.as_str()),

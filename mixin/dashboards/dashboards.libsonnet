@@ -1,1 +1,2 @@
-{ grafanaDashboards+:: {} }
+(import 'overview.libsonnet') +
+(import 'health.libsonnet')
