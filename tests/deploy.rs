@@ -1,6 +1,10 @@
 //! The manifests: rendered with kubectl's kustomize, validated against the Kubernetes schemas,
-//! least-privilege RBAC, and the PrometheusRule identical to alerts/.
+//! least-privilege RBAC, the PrometheusRule identical to alerts/, and the kube-prometheus-stack
+//! component in every combination with the overlays.
 
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -47,17 +51,54 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
+/// An overlay in `target/` (kustomize refuses absolute paths) of `resources` plus `components`,
+/// given relative to the repository, and `extra` lines of kustomization.
+fn overlay(resources: &str, components: &[&str], extra: &str) -> tempfile::TempDir {
+    std::fs::create_dir_all("target").unwrap();
+    let dir = tempfile::tempdir_in("target").unwrap();
+    let up = "../../";
+    let components: String = components
+        .iter()
+        .map(|c| format!("  - {up}{c}\n"))
+        .collect();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {up}{resources}\ncomponents:\n{components}{extra}"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+const COMPONENT: &str = "deploy/components/kube-prometheus-stack";
+
+/// Every layout a user can apply: the base, the HA overlay, each with the kube-prometheus-stack
+/// component (the shipped overlay for the base, a composed one for HA).
+fn combinations() -> Vec<(String, Vec<Value>)> {
+    let mut all: Vec<(String, Vec<Value>)> =
+        ["deploy", "deploy/ha", "deploy/kube-prometheus-stack"]
+            .into_iter()
+            .map(|dir| (dir.to_owned(), render(dir)))
+            .collect();
+    let ha = overlay("deploy/ha", &[COMPONENT], "");
+    all.push((
+        "deploy/ha + component".to_owned(),
+        render(ha.path().to_str().unwrap()),
+    ));
+    all
+}
+
 #[test]
 #[ignore = "needs kubectl with kustomize (preinstalled) and the PyPI package kubernetes-validate; .ci/run installs it"]
 fn rendered_manifests_validate_against_the_kubernetes_schemas() {
-    for overlay in ["deploy", "deploy/ha"] {
-        validate(overlay);
+    for (name, objects) in combinations() {
+        validate(&name, &objects);
     }
 }
 
-fn validate(overlay: &str) {
+fn validate(name: &str, objects: &[Value]) {
     let dir = tempfile::tempdir().unwrap();
-    let objects = render(overlay);
     let mut files = Vec::new();
     for (index, object) in objects.iter().enumerate() {
         let kind = object["kind"].as_str().unwrap();
@@ -81,7 +122,7 @@ fn validate(overlay: &str) {
         .expect("kubernetes-validate is installed");
     assert!(
         output.status.success(),
-        "{}{}",
+        "{name}: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -114,14 +155,23 @@ fn rbac_grants_only_list_and_watch_on_events() {
 #[ignore = "needs kubectl with kustomize (preinstalled on the machine)"]
 fn the_deployment_is_locked_down_and_scraped_with_our_labels() {
     let objects = render("deploy");
-    for object in render("deploy/ha").iter().chain(&objects) {
-        let labels = &object["metadata"]["labels"];
-        assert_eq!(
-            labels["app.kubernetes.io/name"], "kube-event-metrics",
-            "{}",
-            object["kind"]
+    for (name, all) in combinations() {
+        for object in &all {
+            let labels = &object["metadata"]["labels"];
+            assert_eq!(
+                labels["app.kubernetes.io/name"], "kube-event-metrics",
+                "{name}: {}",
+                object["kind"]
+            );
+        }
+        let deployment = find(&all, "Deployment")[0];
+        assert_flags_load(
+            &strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]),
+            &["--leader-election.namespace=kube-event-metrics"],
         );
-        assert!(labels["app.kubernetes.io/version"].is_string());
+    }
+    for object in &objects {
+        assert!(object["metadata"]["labels"]["app.kubernetes.io/version"].is_string());
     }
     let deployment = find(&objects, "Deployment")[0];
     let pod = &deployment["spec"]["template"]["spec"];
@@ -223,4 +273,91 @@ fn the_ha_overlay_elects_a_leader_with_leases_only_in_its_namespace() {
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     let budget = find(&objects, "PodDisruptionBudget")[0];
     assert_eq!(budget["spec"]["maxUnavailable"], 1);
+}
+
+/// The `--max-series` a Deployment passes, or the default.
+fn max_series(objects: &[Value]) -> u64 {
+    let deployment = find(objects, "Deployment")[0];
+    let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
+    args.iter()
+        .find_map(|a| a.strip_prefix("--max-series="))
+        .map_or(10_000, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+#[ignore = "needs kubectl with kustomize (preinstalled on the machine)"]
+async fn the_kube_prometheus_stack_component_is_picked_up_by_the_charts_defaults() {
+    // What a scrape holds besides the event series: self-metrics and process metrics.
+    let exporter = support::start_exporter_with(&["--demo", "--demo.speed", "200"]).await;
+    let scrape = support::scrape_until(exporter.local_addr, "demo series", |s| {
+        !s.event_series().is_empty()
+    })
+    .await;
+    let samples = scrape
+        .text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .count();
+    let others = (samples - scrape.event_series().len()) as u64;
+    exporter.stop().await;
+
+    for (name, objects) in combinations() {
+        let with_component = name.contains("kube-prometheus-stack") || name.contains("component");
+        let monitor = find(&objects, "ServiceMonitor")[0];
+        let rule = find(&objects, "PrometheusRule")[0];
+        if !with_component {
+            assert!(monitor["metadata"]["labels"]["release"].is_null(), "{name}");
+            continue;
+        }
+        // The chart's Prometheus selects both by the release label.
+        for object in [monitor, rule] {
+            assert_eq!(
+                object["metadata"]["labels"]["release"], "kube-prometheus-stack",
+                "{name}: {}",
+                object["kind"]
+            );
+        }
+        // A scrape over the limit is dropped whole: the limit covers a full exporter (every
+        // series, one overflow series per type, the rest) and is still a bound.
+        let limit = monitor["spec"]["endpoints"][0]["sampleLimit"]
+            .as_u64()
+            .unwrap();
+        let series = max_series(&objects);
+        assert!(
+            limit >= series + 2 + others,
+            "{name}: sampleLimit {limit} < {series} series + 2 overflow + {others} others"
+        );
+        assert!(
+            limit <= series + series / 10,
+            "{name}: sampleLimit {limit} bounds little"
+        );
+        // The Grafana sidecar loads both dashboards, exactly as rendered.
+        let maps: Vec<&Value> = find(&objects, "ConfigMap")
+            .into_iter()
+            .filter(|m| m["metadata"]["labels"]["grafana_dashboard"] == "1")
+            .collect();
+        assert_eq!(maps.len(), 1, "{name}");
+        let data = maps[0]["data"].as_object().unwrap();
+        assert_eq!(data.len(), 2, "{name}");
+        for (file, text) in data {
+            let rendered = std::fs::read_to_string(Path::new("dashboards").join(file)).unwrap();
+            assert_eq!(text.as_str(), Some(rendered.as_str()), "{name}: {file}");
+        }
+        assert_eq!(maps[0]["metadata"]["namespace"], "kube-event-metrics");
+    }
+
+    // Another release name, as the component's comment says to set it.
+    let renamed = overlay(
+        "deploy",
+        &[COMPONENT],
+        "patches:\n  - target: {group: monitoring.coreos.com}\n    patch: '[{\"op\": \"replace\", \"path\": \"/metadata/labels/release\", \"value\": \"prometheus\"}]'\n",
+    );
+    let objects = render(renamed.path().to_str().unwrap());
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert_eq!(
+            find(&objects, kind)[0]["metadata"]["labels"]["release"],
+            "prometheus",
+            "{kind}"
+        );
+    }
 }

@@ -98,6 +98,8 @@ def rule_files(alert_groups, rule_groups, dashboards):
     }
     for name, board in dashboards.items():
         files[f"dashboards/{name}"] = json.dumps(board, indent=2) + "\n"
+        # kustomize reads files only under the component, so the Grafana sidecar's copy lives there.
+        files[f"deploy/components/kube-prometheus-stack/dashboards/{name}"] = files[f"dashboards/{name}"]
     return files
 
 
