@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use kube_event_metrics::classify;
 use kube_event_metrics::config::LabelFilters;
 use kube_event_metrics::ingest::Ingest;
 use kube_event_metrics::ledger::{Ledger, UidKey};
 use kube_event_metrics::metrics::{self, Format, SelfStats};
 use kube_event_metrics::source::{
-    Delivery, ObjectName, Observation, OwnedLabels, Signal, SlimEvent,
+    Delivery, Detail, ObjectName, Observation, OwnedLabels, Signal, SlimEvent,
 };
 use kube_event_metrics::store::{KeyScratch, LabelValues, SeriesStore};
 
@@ -35,6 +36,72 @@ fn observation(n: usize, occurrences: u32) -> Observation {
             name: format!("pod-{n}.17a2b3c4d5e6f708"),
             first_timestamp: "2026-12-01T10:00:00Z".into(),
         },
+        // What the kubelet writes: every counted update refills its series' exemplar, and a new
+        // Event is classified from its message.
+        detail: Detail {
+            message: MESSAGES[n % 4].into(),
+            involved_name: format!("pod-{n}"),
+            node: format!("worker-{}", n % 50),
+            last_seen: "2026-12-01T10:00:05Z".into(),
+        },
+    }
+}
+
+const MESSAGES: [&str; 4] = [
+    "Back-off restarting failed container app in pod web-1_shop(3f1c2a9e-26a1-4462-8323-065a8457a6d3)",
+    "Readiness probe failed: HTTP probe failed with statuscode: 503",
+    "MountVolume.SetUp failed for volume \"config\" : configmap \"app-config\" not found",
+    "Successfully pulled image \"ghcr.io/acme/web:1.14.2\" in 6.812s (6.812s including waiting)",
+];
+
+/// The longest message of the catalogue's busiest reason, as kube-scheduler writes it.
+const SCHEDULING: &str = "0/120 nodes are available: 3 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 9 node(s) didn't match Pod's node affinity/selector, 108 Insufficient memory. preemption: 0/120 nodes are available: 12 Preemption is not helpful for scheduling, 108 No preemption victims found for incoming pod.";
+
+fn classify_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("classify");
+    group.bench_function("failed_scheduling", |b| {
+        b.iter(|| classify::builtin("FailedScheduling", std::hint::black_box(SCHEDULING)))
+    });
+    group.bench_function("kubelet_backoff", |b| {
+        b.iter(|| classify::builtin("BackOff", std::hint::black_box(MESSAGES[0])))
+    });
+    group.bench_function("reason_outside_the_catalogue", |b| {
+        b.iter(|| classify::builtin("Pulled", std::hint::black_box(MESSAGES[3])))
+    });
+    group.finish();
+}
+
+/// Resident memory the exemplars of `series` series take, from /proc (Linux): printed, not timed.
+fn exemplar_memory(_: &mut Criterion) {
+    let resident = || -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    };
+    let series = 200_000;
+    let (store, _) = store_with_series(series);
+    let ids: Vec<u32> = (0..series as u32).collect();
+    let names: Vec<String> = (0..series)
+        .map(|n| format!("checkout-84c6d9f5b7-{n:05}"))
+        .collect();
+    let before = resident();
+    for (id, name) in ids.iter().zip(&names) {
+        store.record_exemplar(*id, |e| {
+            e.set(
+                "Pod",
+                name,
+                "ip-10-0-12-34.eu-west-1.compute.internal",
+                1,
+                Some(1.0),
+            )
+        });
+    }
+    if let (Some(before), Some(after)) = (before, resident()) {
+        println!(
+            "exemplar memory: {:.0} bytes each over {series} series (pod name {} chars, node 41)",
+            after.saturating_sub(before) as f64 / series as f64,
+            names[0].len()
+        );
     }
 }
 
@@ -203,6 +270,7 @@ fn store_with_series(count: usize) -> (Arc<SeriesStore>, Arc<SelfStats>) {
                 reason: &reason,
                 event_type: "Warning",
                 source: "kubelet",
+                class: "",
             },
             &mut scratch,
         );
@@ -220,6 +288,13 @@ fn encoding_benches(c: &mut Criterion) {
         group.bench_function(format!("text_{series}"), |b| {
             b.iter(|| metrics::encode(&registry, Format::Text).unwrap().len())
         });
+        group.bench_function(format!("openmetrics_{series}"), |b| {
+            b.iter(|| {
+                metrics::encode(&registry, Format::OpenMetrics)
+                    .unwrap()
+                    .len()
+            })
+        });
         group.bench_function(format!("text_gzip_{series}"), |b| {
             b.iter(|| {
                 let text = metrics::encode(&registry, Format::Text).unwrap();
@@ -227,6 +302,29 @@ fn encoding_benches(c: &mut Criterion) {
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
                 encoder.finish().unwrap().len()
+            })
+        });
+    }
+    // Every series with an exemplar, as after a busy hour.
+    for series in [10_000usize, 100_000] {
+        let (store, stats) = store_with_series(series);
+        for id in 0..series as u32 {
+            store.record_exemplar(id, |e| {
+                e.set(
+                    "Pod",
+                    "checkout-84c6d9f5b7-7tq2m",
+                    "worker-3",
+                    1,
+                    Some(1.7e9),
+                )
+            });
+        }
+        let registry = metrics::registry(store, stats);
+        group.bench_function(format!("openmetrics_exemplars_{series}"), |b| {
+            b.iter(|| {
+                metrics::encode(&registry, Format::OpenMetrics)
+                    .unwrap()
+                    .len()
             })
         });
     }
@@ -246,5 +344,12 @@ fn decode_benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ingest_benches, encoding_benches, decode_benches);
+criterion_group!(
+    benches,
+    ingest_benches,
+    classify_benches,
+    exemplar_memory,
+    encoding_benches,
+    decode_benches
+);
 criterion_main!(benches);

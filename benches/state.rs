@@ -45,6 +45,7 @@ fn observation(n: usize) -> Observation {
             name: format!("pod-{n}.17a2b3c4d5e6f708"),
             first_timestamp: "2026-12-01T10:00:00Z".into(),
         },
+        detail: Default::default(),
     }
 }
 

@@ -19,6 +19,13 @@
     // The `source` kube-scheduler writes FailedScheduling with (its reportingController); other
     // schedulers and Karpenter write their own FailedScheduling and are not counted.
     schedulerSource: 'default-scheduler',
+    // The scheduler's and cluster-autoscaler's message classes (src/classify.rs), by what fixes
+    // them: capacity (add nodes, free resources) or configuration (the pod asks for what no node
+    // offers). The alerts that keep `class` put the matching one in their `cause` label.
+    schedulingCauses: {
+      capacity: ['insufficient-cpu', 'insufficient-memory', 'insufficient-ephemeral-storage', 'too-many-pods', 'insufficient-resource', 'insufficient-storage', 'node-not-ready', 'node-unschedulable', 'volume-limit', 'host-port', 'no-nodes', 'max-node-group-size', 'scale-up-backoff'],
+      configuration: ['untolerated-taint', 'node-affinity', 'pod-affinity', 'topology-spread', 'volume-node-affinity', 'unbound-pvc', 'node-name'],
+    },
     // Window of the recording rules the dashboards read.
     recordingWindow: '5m',
     // Dashboard defaults.
@@ -89,6 +96,8 @@
         threshold: 1,
         'for': '55m',
         severity: 'warning',
+        // One alert per class, with its cause: out of capacity, or a workload mis-specified.
+        byClass: true,
       },
       KubeEventNotTriggerScaleUp: {
         enabled: true,
@@ -98,6 +107,7 @@
         threshold: 1,
         'for': '20m',
         severity: 'warning',
+        byClass: true,
       },
       KubeEventFailedCreate: {
         enabled: true,

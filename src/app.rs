@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::classify::{Classifier, MAX_CLASSES_PER_REASON};
 use crate::config::{Config, SourceConfig};
 use crate::ingest::Ingest;
 use crate::leader::{self, Election, Leadership, Term};
@@ -345,6 +346,10 @@ fn new_ingest(config: &Config, store: &Arc<SeriesStore>, stats: &Arc<SelfStats>)
         stats.clone(),
     )
     .with_tombstone_limits(config.tombstones)
+    .with_classifier(Classifier::new(
+        config.class_rules.clone(),
+        MAX_CLASSES_PER_REASON,
+    ))
 }
 
 /// `--replay … --once`: reads the whole input and returns what `/metrics` would serve with no

@@ -8,6 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::classify;
 use crate::ledger::TombstoneLimits;
 use crate::source::kube::WatchSpec;
 
@@ -269,6 +270,8 @@ pub enum ConfigError {
     ReadFile { path: String, reason: String },
     #[error("invalid --config.file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("invalid classes[{index}] in --config.file: {reason}")]
+    ClassRule { index: usize, reason: String },
 }
 
 /// The most `--max-series` allows: slots are allocated up front, so a typo with extra zeros
@@ -296,6 +299,8 @@ pub struct Config {
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub filters: LabelFilters,
+    /// `classes:` of `--config.file`: the user's message classes, before the catalogue's.
+    pub class_rules: Vec<classify::Rule>,
 }
 
 /// `--leader-election`: who we are and which Lease we compete for.
@@ -387,6 +392,12 @@ impl LabelFilters {
     }
 }
 
+/// The regex crate draws a caret under the error over several lines; its last says what.
+fn regex_error(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines().last().unwrap_or("invalid").trim().to_owned()
+}
+
 /// Anchored like Prometheus' regex matchers: `Back.*` matches all of `BackOff`, not `XBackOff`.
 fn compile_all(flag: &'static str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
     patterns
@@ -395,13 +406,7 @@ fn compile_all(flag: &'static str, patterns: &[String]) -> Result<Vec<Regex>, Co
             Regex::new(&format!("^(?:{pattern})$")).map_err(|error| ConfigError::Regex {
                 flag,
                 pattern: pattern.clone(),
-                reason: error
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("invalid")
-                    .trim()
-                    .to_owned(),
+                reason: regex_error(&error),
             })
         })
         .collect()
@@ -491,6 +496,71 @@ struct FileSettings {
     demo: Option<bool>,
     #[serde(rename = "demo.speed")]
     demo_speed: Option<f64>,
+    /// Not a flag: rules are lists of three fields.
+    classes: Option<Vec<ClassRuleSetting>>,
+}
+
+/// One entry of `classes:`: Events of `reason` whose message matches `regex` get `class`
+/// (`$1` or `${name}` take a group of the match).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassRuleSetting {
+    reason: String,
+    regex: String,
+    class: String,
+}
+
+/// Compiles `classes:` and refuses what could never work: an empty field, a regex that does not
+/// compile, a literal class that is not a label value we keep, or more literal classes for a
+/// reason than [`classify::MAX_CLASSES_PER_REASON`] with the catalogue's.
+fn class_rules(settings: Vec<ClassRuleSetting>) -> Result<Vec<classify::Rule>, ConfigError> {
+    let mut rules = Vec::new();
+    let mut literal: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for (index, setting) in settings.into_iter().enumerate() {
+        let refuse = |reason: String| ConfigError::ClassRule { index, reason };
+        if setting.reason.is_empty() || setting.class.is_empty() {
+            return Err(refuse("reason and class must not be empty".into()));
+        }
+        if setting.class.len() > classify::MAX_CLASS_LEN {
+            return Err(refuse(format!(
+                "class {:?} is longer than {} bytes",
+                setting.class,
+                classify::MAX_CLASS_LEN
+            )));
+        }
+        let pattern = Regex::new(&setting.regex).map_err(|error| {
+            refuse(format!(
+                "regex {:?}: {}",
+                setting.regex,
+                regex_error(&error)
+            ))
+        })?;
+        if !setting.class.contains('$') {
+            let classes = literal.entry(setting.reason.clone()).or_insert_with(|| {
+                classify::catalogue()
+                    .into_iter()
+                    .filter(|(reason, _)| *reason == setting.reason)
+                    .flat_map(|(_, classes)| classes.into_iter().map(str::to_owned))
+                    .collect()
+            });
+            classes.insert(setting.class.clone());
+            if classes.len() > classify::MAX_CLASSES_PER_REASON {
+                return Err(refuse(format!(
+                    "reason {:?} would have {} classes with the catalogue's, at most {}",
+                    setting.reason,
+                    classes.len(),
+                    classify::MAX_CLASSES_PER_REASON
+                )));
+            }
+        }
+        rules.push(classify::Rule {
+            reason: setting.reason,
+            pattern,
+            class: setting.class,
+        });
+    }
+    Ok(rules)
 }
 
 impl FileSettings {
@@ -595,13 +665,17 @@ impl Config {
             .try_get_matches_from(args)
             .map_err(LoadError::Clap)?;
         let mut flags = Flags::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+        let mut classes = Vec::new();
         if let Some(path) = flags.config_file.clone() {
-            let file = FileSettings::read(&path)?;
+            let mut file = FileSettings::read(&path)?;
+            classes = file.classes.take().unwrap_or_default();
             file.fill(&mut flags, |id| {
                 matches.value_source(id) == Some(ValueSource::CommandLine)
             });
         }
-        Ok(Config::from_flags(flags)?)
+        let mut config = Config::from_flags(flags)?;
+        config.class_rules = class_rules(classes)?;
+        Ok(config)
     }
 
     pub fn from_flags(flags: Flags) -> Result<Self, ConfigError> {
@@ -774,6 +848,7 @@ impl Config {
             tombstones,
             leader_election,
             filters,
+            class_rules: Vec::new(),
             // A dump or a recording is history the user asks to count.
             count_existing: flags.count_existing || offline,
             max_series: flags.max_series,
@@ -973,6 +1048,49 @@ mod tests {
         let error =
             Flags::try_parse_from(["kube-event-metrics", "--log.level", "loud"]).unwrap_err();
         assert!(error.to_string().contains("--log.level"));
+    }
+
+    #[test]
+    fn class_rules_come_from_the_file_and_bad_ones_fail_at_start() {
+        let config = load_with_file(
+            "classes:\n  - reason: SyncFailed\n    regex: '^sync of (?P<app>[a-z]+)'\n    class: 'app-${app}'\n  - reason: Unhealthy\n    regex: 'statuscode: 503'\n    class: unavailable\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.class_rules.len(), 2);
+        assert_eq!(config.class_rules[0].reason, "SyncFailed");
+        assert_eq!(config.class_rules[1].class, "unavailable");
+        for (yaml, named) in [
+            (
+                "classes:\n  - reason: X\n    regex: '('\n    class: c\n",
+                "classes[0]",
+            ),
+            (
+                "classes:\n  - reason: X\n    regex: a\n    class: ''\n",
+                "classes[0]",
+            ),
+            (
+                "classes:\n  - reason: X\n    regex: a\n    class: c\n    colour: red\n",
+                "colour",
+            ),
+        ] {
+            let error = load_with_file(yaml, &[]).unwrap_err().to_string();
+            assert!(error.contains(named), "{error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+        // The catalogue has 20 classes for FailedScheduling: five more literal ones are too many.
+        let many: String = (0..5)
+            .map(|i| {
+                format!("  - reason: FailedScheduling\n    regex: x{i}\n    class: mine-{i}\n")
+            })
+            .collect();
+        let error = load_with_file(&format!("classes:\n{many}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("classes[4]") && error.contains("at most 24"),
+            "{error}"
+        );
     }
 
     fn load_with_file(yaml: &str, args: &[&str]) -> Result<Config, LoadError> {

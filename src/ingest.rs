@@ -7,10 +7,11 @@ use std::sync::atomic::Ordering;
 
 use tracing::{info, warn};
 
+use crate::classify::{Classifier, MAX_CLASSES_PER_REASON};
 use crate::config::LabelFilters;
 use crate::ledger::{Ledger, NamedAt, Outcome, TombstoneLimits, WatchId};
 use crate::metrics::SelfStats;
-use crate::source::{Delivery, Observation, Signal};
+use crate::source::{Delivery, Observation, Signal, unix_seconds};
 use crate::state;
 use crate::store::{KeyScratch, SeriesStore};
 
@@ -19,6 +20,7 @@ pub struct Ingest {
     store: Arc<SeriesStore>,
     stats: Arc<SelfStats>,
     filters: LabelFilters,
+    classifier: Classifier,
     scratch: KeyScratch,
 }
 
@@ -35,8 +37,15 @@ impl Ingest {
             store,
             stats,
             filters,
+            classifier: Classifier::new(Vec::new(), MAX_CLASSES_PER_REASON),
             scratch: KeyScratch::default(),
         }
+    }
+
+    /// Classes from the catalogue and the user's rules (`--config.file`).
+    pub fn with_classifier(mut self, classifier: Classifier) -> Self {
+        self.classifier = classifier;
+        self
     }
 
     pub fn with_tombstone_limits(mut self, limits: TombstoneLimits) -> Self {
@@ -134,12 +143,23 @@ impl Ingest {
         {
             return Ok(());
         }
-        let values = observation.labels.as_values();
+        let mut values = observation.labels.as_values();
         let known = self.ledger.series_of(observation.uid);
-        // An update of a known Event usually keeps its labels: skip interning then.
+        // An update of a known Event usually keeps its labels: skip classifying and interning
+        // then. Its class is the one it got when first seen.
+        let verdict;
         let series = match known {
-            Some(known) if self.store.has_labels(known, &values) => known,
-            _ => self.store.intern(&values, &mut self.scratch),
+            Some(known) if self.store.has_labels_but_class(known, &values) => known,
+            _ => {
+                verdict = self
+                    .classifier
+                    .classify(&labels.reason, &observation.detail.message);
+                if verdict.capped {
+                    self.stats.classes_capped.fetch_add(1, Ordering::Relaxed);
+                }
+                values.class = &verdict.class;
+                self.store.intern(&values, &mut self.scratch)
+            }
         };
         // Only creations and deletions need the object's name (tombstones), so updates of known
         // Events pay for neither the hash nor the clock.
@@ -156,7 +176,20 @@ impl Ingest {
             Delivery::Deleted => self.ledger.delete(watch, uid, series, occurrences, named)?,
         };
         match outcome {
-            Outcome::Counted(increment) => self.store.add(increment.series, increment.delta),
+            Outcome::Counted(increment) => {
+                self.store.add(increment.series, increment.delta);
+                let detail = &observation.detail;
+                let timestamp = unix_seconds(&detail.last_seen);
+                self.store.record_exemplar(increment.series, |exemplar| {
+                    exemplar.set(
+                        values.kind,
+                        &detail.involved_name,
+                        &detail.node,
+                        increment.delta,
+                        timestamp,
+                    )
+                });
+            }
             Outcome::Decreased => {
                 self.stats.count_decreases.fetch_add(1, Ordering::Relaxed);
             }

@@ -3,6 +3,7 @@
 //! Data flows one way: source → ingest (ledger) → series store → server.
 
 pub mod app;
+pub mod classify;
 pub mod config;
 pub mod ingest;
 pub mod leader;

@@ -8,10 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::exemplar::CounterWithExemplar;
 use prometheus_client::registry::Registry;
 
 use crate::process::ProcessSnapshot;
-use crate::store::{Reading, SeriesStore};
+use crate::store::{Exemplar, Reading, SeriesStore};
 
 /// The exporter's own counters and gauges, written by the ingest loop.
 #[derive(Debug, Default)]
@@ -21,6 +22,8 @@ pub struct SelfStats {
     pub relists: AtomicU64,
     pub count_decreases: AtomicU64,
     pub malformed_objects: AtomicU64,
+    /// Events given the empty class because their reason had its most classes.
+    pub classes_capped: AtomicU64,
     pub tracked_events: AtomicU64,
     /// Deleted Events remembered by name, to recognise their re-creation.
     pub tombstones: AtomicU64,
@@ -71,6 +74,24 @@ pub struct ExporterCollector {
     stats: Arc<SelfStats>,
 }
 
+type ExemplarLabels = Vec<(&'static str, String)>;
+
+/// prometheus-client builds an exemplar only through a counter that carries one, so each scrape
+/// makes a throwaway counter holding the series' latest occurrence.
+fn exemplar_of(exemplar: &Exemplar) -> CounterWithExemplar<ExemplarLabels> {
+    let mut labels = vec![(Exemplar::OBJECT, exemplar.object.clone())];
+    if !exemplar.node.is_empty() {
+        labels.push((Exemplar::NODE, exemplar.node.clone()));
+    }
+    let holder = CounterWithExemplar::<ExemplarLabels>::default();
+    let timestamp = exemplar
+        .timestamp
+        .filter(|seconds| *seconds >= 0.0)
+        .map(|seconds| UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds));
+    holder.inc_by(exemplar.value, Some(labels), timestamp);
+    holder
+}
+
 const EVENTS_HELP: &str = "Occurrences of Kubernetes Events, counted from each Event's count.";
 
 impl Collector for ExporterCollector {
@@ -87,15 +108,23 @@ impl Collector for ExporterCollector {
                     Reading::Live
                 };
                 self.store.for_each_series_as(reading, |sample| {
-                    family
-                        .encode_family(&sample.labels)?
-                        .encode_counter::<NoLabelSet, _, u64>(&sample.value, None)
+                    let labels = sample.exposed_labels();
+                    let mut metric = family.encode_family(&labels)?;
+                    match sample.exemplar {
+                        // Text 0.0.4 drops exemplars; OpenMetrics writes them.
+                        Some(exemplar) => {
+                            let holder = exemplar_of(exemplar);
+                            let (_, exemplar) = holder.get();
+                            metric.encode_counter(&sample.value, exemplar.as_ref())
+                        }
+                        None => metric.encode_counter::<NoLabelSet, _, u64>(&sample.value, None),
+                    }
                 })?;
             }
         }
         let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
         let stats = &self.stats;
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
             (
                 "kube_event_metrics_watch_updates",
                 "Objects received from the API server (list items and watch events).",
@@ -125,6 +154,11 @@ impl Collector for ExporterCollector {
                 "kube_event_metrics_malformed_objects",
                 "Objects skipped because a used field had the wrong JSON type or metadata.uid was missing.",
                 load(&stats.malformed_objects),
+            ),
+            (
+                "kube_event_metrics_classes_capped",
+                "Events given the empty class because their reason already had its most classes (24).",
+                load(&stats.classes_capped),
             ),
         ];
         for (name, help, value) in counters {

@@ -5,8 +5,8 @@
 //! ingestion. Knows nothing about Kubernetes.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use dashmap::DashMap;
 
@@ -20,9 +20,14 @@ pub struct LabelValues<'a> {
     pub reason: &'a str,
     pub event_type: &'a str,
     pub source: &'a str,
+    /// Why, from the message (classify.rs); "" when the catalogue does not know.
+    pub class: &'a str,
 }
 
-pub const LABEL_NAMES: [&str; 5] = ["namespace", "kind", "reason", "type", "source"];
+pub const LABEL_NAMES: [&str; 6] = ["namespace", "kind", "reason", "type", "source", "class"];
+
+/// Prometheus' limit on an exemplar's label names and values together, in characters.
+pub const EXEMPLAR_RUNES: usize = 128;
 
 /// The value that replaces a label folded away by the cardinality limit.
 pub const OTHER: &str = "_other_";
@@ -33,13 +38,14 @@ pub const OTHER: &str = "_other_";
 const OVERFLOW_SLOTS: usize = 8;
 
 impl<'a> LabelValues<'a> {
-    fn values(&self) -> [&'a str; 5] {
+    fn values(&self) -> [&'a str; 6] {
         [
             self.namespace,
             self.kind,
             self.reason,
             self.event_type,
             self.source,
+            self.class,
         ]
     }
 
@@ -66,13 +72,14 @@ impl<'a> LabelValues<'a> {
             reason: OTHER,
             event_type,
             source: OTHER,
+            class: OTHER,
         }
     }
 }
 
 /// Decodes a key written by [`LabelValues::encode_key`].
-fn decode_key(key: &[u8]) -> [&str; 5] {
-    let mut values = [""; 5];
+fn decode_key(key: &[u8]) -> [&str; 6] {
+    let mut values = [""; 6];
     let mut rest = key;
     for value in &mut values {
         let (len, tail) = rest.split_at(4);
@@ -93,8 +100,44 @@ struct Slot {
     /// Set once, before the slot's id is handed out; a scrape skips a slot still being created.
     key: OnceLock<Arc<[u8]>>,
     folded: std::sync::atomic::AtomicBool,
+    /// Boxed so a slot never used for one costs a pointer, not the exemplar.
+    exemplar: Mutex<Option<Box<Exemplar>>>,
 }
 
+/// The latest counted occurrence of a series: the object it was about, the node where there is
+/// one, how many occurrences that update counted, and when the last of them happened.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exemplar {
+    /// `kind/name`.
+    pub object: String,
+    pub node: String,
+    pub value: u64,
+    /// Seconds since the epoch.
+    pub timestamp: Option<f64>,
+}
+
+impl Exemplar {
+    pub const OBJECT: &'static str = "object";
+    pub const NODE: &'static str = "node";
+
+    /// Refills in place (no allocation once the strings have grown) within [`EXEMPLAR_RUNES`]:
+    /// the node keeps at most a third of the room, the object the rest, each cut at a character.
+    pub fn set(&mut self, kind: &str, name: &str, node: &str, value: u64, timestamp: Option<f64>) {
+        let room = EXEMPLAR_RUNES - Self::OBJECT.len() - Self::NODE.len();
+        self.node.clear();
+        self.node.extend(node.chars().take(room / 3));
+        let object_room = room - self.node.chars().count();
+        self.object.clear();
+        self.object.extend(
+            kind.chars()
+                .chain(std::iter::once('/'))
+                .chain(name.chars())
+                .take(object_room),
+        );
+        self.value = value;
+        self.timestamp = timestamp;
+    }
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tier {
     Exact,
@@ -112,10 +155,23 @@ pub enum Reading {
 }
 
 /// A snapshot of one series for exposition.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct SeriesSample<'a> {
-    pub labels: [(&'static str, &'a str); 5],
+    pub labels: [(&'static str, &'a str); 6],
     pub value: u64,
+    pub exemplar: Option<&'a Exemplar>,
+}
+
+impl SeriesSample<'_> {
+    /// The labels to expose: an empty class is left out (Prometheus reads a missing label and an
+    /// empty one alike, and most series have none).
+    pub fn exposed_labels(&self) -> &[(&'static str, &str)] {
+        // The class is the last label.
+        match self.labels {
+            [head @ .., (_, "")] => &self.labels[..head.len()],
+            _ => &self.labels,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -244,6 +300,26 @@ impl SeriesStore {
             .is_some_and(|key| decode_key(key) == labels.values())
     }
 
+    /// Whether `series` has the labels of `labels` apart from the class: an update of a known
+    /// Event keeps the class it was given when first seen (classify once per Event).
+    pub fn has_labels_but_class(&self, series: SeriesId, labels: &LabelValues<'_>) -> bool {
+        self.slots
+            .get(series as usize)
+            .and_then(|slot| slot.key.get())
+            .is_some_and(|key| decode_key(key)[..5] == labels.values()[..5])
+    }
+
+    /// Records the latest occurrence of a series.
+    pub fn record_exemplar(&self, series: SeriesId, fill: impl FnOnce(&mut Exemplar)) {
+        let Some(slot) = self.slots.get(series as usize) else {
+            return;
+        };
+        // A poisoned lock only means a panic elsewhere mid-fill; the exemplar is still whole
+        // enough to overwrite.
+        let mut exemplar = slot.exemplar.lock().unwrap_or_else(|e| e.into_inner());
+        fill(exemplar.get_or_insert_with(Box::default));
+    }
+
     /// Adds `delta` occurrences to a series.
     pub fn add(&self, series: SeriesId, delta: u64) {
         let Some(slot) = self.slots.get(series as usize) else {
@@ -283,7 +359,7 @@ impl SeriesStore {
         for slot in &self.slots[..created] {
             let Some(key) = slot.key.get() else { continue };
             let values = decode_key(key);
-            let mut labels = [("", ""); 5];
+            let mut labels = [("", ""); 6];
             for (label, (name, value)) in labels.iter_mut().zip(LABEL_NAMES.iter().zip(values)) {
                 *label = (name, value);
             }
@@ -291,9 +367,11 @@ impl SeriesStore {
                 Reading::Live => &slot.value,
                 Reading::Published => &slot.published,
             };
+            let exemplar = slot.exemplar.lock().unwrap_or_else(|e| e.into_inner());
             visit(SeriesSample {
                 labels,
                 value: value.load(Ordering::Relaxed),
+                exemplar: exemplar.as_deref(),
             })?;
         }
         Ok(())
@@ -323,6 +401,7 @@ mod tests {
             reason,
             event_type: "Warning",
             source: "kubelet",
+            class: "",
         }
     }
 
@@ -495,10 +574,58 @@ mod tests {
                     "kind=Pod".into(),
                     "reason=NodeNotReady".into(),
                     "type=Warning".into(),
-                    "source=kubelet".into()
+                    "source=kubelet".into(),
+                    "class=".into()
                 ],
                 4
             )]
         );
+    }
+
+    #[test]
+    fn an_empty_class_is_not_exposed_and_exemplars_follow_their_series() {
+        let store = SeriesStore::new(10);
+        let mut scratch = KeyScratch::default();
+        let plain = store.intern(&labels("shop", "BackOff"), &mut scratch);
+        let classed = LabelValues {
+            class: "restarting-container",
+            ..labels("shop", "BackOff")
+        };
+        let classed = store.intern(&classed, &mut scratch);
+        assert_ne!(plain, classed);
+        assert!(store.has_labels_but_class(classed, &labels("shop", "BackOff")));
+        assert!(!store.has_labels(classed, &labels("shop", "BackOff")));
+        store.record_exemplar(classed, |e| e.set("Pod", "web-1", "node-1", 2, Some(1.5)));
+        let mut seen = Vec::new();
+        store
+            .for_each_series(|sample| {
+                seen.push((sample.exposed_labels().len(), sample.exemplar.cloned()));
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        let exemplar = Exemplar {
+            object: "Pod/web-1".into(),
+            node: "node-1".into(),
+            value: 2,
+            timestamp: Some(1.5),
+        };
+        assert_eq!(seen, vec![(5, None), (6, Some(exemplar))]);
+    }
+
+    #[test]
+    fn exemplar_labels_stay_within_prometheus_limit_at_a_character() {
+        let mut exemplar = Exemplar::default();
+        let (name, node) = ("é".repeat(253), "ñ".repeat(253));
+        exemplar.set("Pod", &name, &node, 1, None);
+        let runes = Exemplar::OBJECT.len()
+            + Exemplar::NODE.len()
+            + exemplar.object.chars().count()
+            + exemplar.node.chars().count();
+        assert_eq!(runes, EXEMPLAR_RUNES);
+        assert!(exemplar.object.starts_with("Pod/é"));
+        // A short node leaves the object the rest of the room.
+        exemplar.set("Pod", &name, "n1", 1, None);
+        assert_eq!(exemplar.node, "n1");
+        assert_eq!(exemplar.object.chars().count(), EXEMPLAR_RUNES - 10 - 2);
     }
 }

@@ -299,6 +299,7 @@ async fn max_series_folds_new_label_sets() {
             ("reason", "_other_"),
             ("type", "Warning"),
             ("source", "_other_"),
+            ("class", "_other_"),
         ],
     );
     assert_eq!(last_fold, Some(3.0));

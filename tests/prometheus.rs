@@ -117,6 +117,11 @@ async fn wait_http_ok(addr: SocketAddr, path: &str, what: &str) {
 
 /// One instant query through Prometheus' HTTP API.
 async fn query(prometheus: SocketAddr, expr: &str) -> Value {
+    prometheus_api(prometheus, "query", expr, "").await
+}
+
+/// A call of Prometheus' HTTP API with `query` (URL-encoded) and `extra` parameters.
+async fn prometheus_api(prometheus: SocketAddr, endpoint: &str, expr: &str, extra: &str) -> Value {
     let encoded: String = expr
         .bytes()
         .map(|b| match b {
@@ -126,7 +131,11 @@ async fn query(prometheus: SocketAddr, expr: &str) -> Value {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let (status, body) = http_get(prometheus, &format!("/api/v1/query?query={encoded}")).await;
+    let (status, body) = http_get(
+        prometheus,
+        &format!("/api/v1/{endpoint}?query={encoded}{extra}"),
+    )
+    .await;
     let response: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     assert_eq!(status, 200, "query {expr} failed: {body}");
     assert_eq!(response["status"], "success", "query {expr}: {body}");
@@ -228,6 +237,7 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .arg("--rules.alert.resend-delay=1s")
+            .arg("--enable-feature=exemplar-storage")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -338,6 +348,30 @@ async fn alerts_fire_into_alertmanager_and_every_panel_has_data() {
             "unexpected alert {name}: {names:?}"
         );
     }
+
+    // Prometheus kept the exemplars of the OpenMetrics scrapes: the crash loop names its pod
+    // and node. Each carries the time of its latest occurrence, which the fake API server's
+    // Events give as a fixed day in the past, so the query starts at the epoch.
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let exemplars = prometheus_api(
+        prometheus,
+        "query_exemplars",
+        r#"kube_events_total{namespace="shop",reason="BackOff"}"#,
+        &format!("&start=0&end={}", now + 60),
+    )
+    .await;
+    let found: Vec<&Value> = exemplars["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|e| e["labels"]["object"] == "Pod/web-1" && e["labels"]["node"] == "node-1"),
+        "{exemplars}"
+    );
 
     // Every dashboard panel and variable returns data with every picker on All. A label set
     // seen for the first time feeds "New in the last hour"; a query that compares with the day

@@ -246,6 +246,7 @@ impl Cluster {
                     name: event.name.clone(),
                     first_timestamp: event.first_timestamp.clone(),
                 },
+                detail: Default::default(),
             }),
         });
     }
@@ -592,6 +593,7 @@ fn a_ttl_recreation_whose_deletion_fell_in_a_gap_counts_whole() {
             name: "cron.1".into(),
             first_timestamp: "2026-12-01T10:00:00Z".into(),
         },
+        detail: Default::default(),
     };
     ingest.handle(Signal::ListStarted(0));
     ingest.handle(Signal::ListDone(0));

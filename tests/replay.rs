@@ -37,9 +37,15 @@ fn seed_items() -> Vec<Value> {
     list["items"].as_array().unwrap().clone()
 }
 
-/// The three increments ../shared/fixtures/README.md works out for the seed objects.
+/// The three increments ../shared/fixtures/README.md works out for the seed objects; the
+/// BackOff is "Back-off pulling image", which its class says.
 fn assert_seed_counts(s: &Scrape) {
     let series = |namespace: &str, kind: &str, reason: &str, source: &str| {
+        let class = if reason == "BackOff" {
+            "pulling-image"
+        } else {
+            ""
+        };
         s.value(
             "kube_events_total",
             &[
@@ -48,6 +54,7 @@ fn assert_seed_counts(s: &Scrape) {
                 ("reason", reason),
                 ("type", "Normal"),
                 ("source", source),
+                ("class", class),
             ],
         )
     };
@@ -84,7 +91,7 @@ fn once_prints_the_seed_counters_exactly() {
         events,
         vec![
             r#"kube_events_total{namespace="moelove",kind="Pod",reason="Scheduled",type="Normal",source="default-scheduler"} 1"#,
-            r#"kube_events_total{namespace="moelove",kind="Pod",reason="BackOff",type="Normal",source="kubelet"} 43"#,
+            r#"kube_events_total{namespace="moelove",kind="Pod",reason="BackOff",type="Normal",source="kubelet",class="pulling-image"} 43"#,
             r#"kube_events_total{namespace="moelove",kind="ReplicaSet",reason="SuccessfulCreate",type="Normal",source="replicaset-controller"} 1"#,
         ]
     );
@@ -134,7 +141,8 @@ fn every_format_gives_the_same_counts() {
 fn events_k8s_io_objects_count_by_series_and_deprecated_fields() {
     let file = file_with(EVENTS_K8S_IO.as_bytes());
     let s = once(file.path(), &[]);
-    let value = |namespace: &str, reason: &str, source: &str| {
+    // The class comes from events.k8s.io's `note`.
+    let value = |namespace: &str, reason: &str, source: &str, class: &str| {
         s.value(
             "kube_events_total",
             &[
@@ -143,14 +151,23 @@ fn events_k8s_io_objects_count_by_series_and_deprecated_fields() {
                 ("reason", reason),
                 ("type", "Warning"),
                 ("source", source),
+                ("class", class),
             ],
         )
     };
     assert_eq!(
-        value("ml", "FailedScheduling", "default-scheduler"),
+        value(
+            "ml",
+            "FailedScheduling",
+            "default-scheduler",
+            "node-affinity"
+        ),
         Some(14.0)
     );
-    assert_eq!(value("batch", "FailedMount", "kubelet"), Some(7.0));
+    assert_eq!(
+        value("batch", "FailedMount", "kubelet", "configmap-not-found"),
+        Some(7.0)
+    );
 }
 
 #[test]

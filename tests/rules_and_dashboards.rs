@@ -469,18 +469,28 @@ fn the_overview_reads_the_recording_rule_ranks_once_and_links_to_where() {
             );
         }
     }
+    let mut exemplar_panels = Vec::new();
     for panel in board["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
-            // Over 30 days a panel reads the recorded rates, never the raw counters.
-            assert!(
-                !expr.contains("kube_events_total"),
-                "{}: raw counters in {expr}",
-                panel["title"]
-            );
+            // Over 30 days a panel reads the recorded rates, never the raw counters: except the
+            // one that shows exemplars, which only raw series carry.
+            if target["exemplar"] == true {
+                exemplar_panels.push(panel["title"].clone());
+                assert!(expr.contains("rate(kube_events_total{"), "{expr}");
+            } else {
+                assert!(
+                    !expr.contains("kube_events_total"),
+                    "{}: raw counters in {expr}",
+                    panel["title"]
+                );
+            }
             let reads_rule = records.iter().any(|r| expr.contains(r.as_str()));
             assert!(
-                reads_rule || expr.contains("ALERTS{") || expr.contains("kube_event_metrics_"),
+                reads_rule
+                    || target["exemplar"] == true
+                    || expr.contains("ALERTS{")
+                    || expr.contains("kube_event_metrics_"),
                 "{}: {expr}",
                 panel["title"]
             );
@@ -497,6 +507,12 @@ fn the_overview_reads_the_recording_rule_ranks_once_and_links_to_where() {
             );
         }
     }
+    assert_eq!(exemplar_panels.len(), 1, "{exemplar_panels:?}");
+    let why = &panel(&board, "Why: classes of the selected reasons")["targets"][0]["expr"];
+    assert!(
+        why.as_str().unwrap().starts_with("sum by (reason, class)"),
+        "{why}"
+    );
     let by_type = panel(&board, "Occurrences by type");
     assert_eq!(
         by_type["fieldConfig"]["defaults"]["custom"]["drawStyle"],
@@ -642,4 +658,38 @@ async fn dashboard_queries_name_only_metrics_the_exporter_serves() {
         }
     }
     exporter.stop().await;
+}
+
+#[test]
+fn the_scheduling_alerts_name_the_cause_of_every_class_the_exporter_gives() {
+    use kube_event_metrics::classify;
+    let catalogue = classify::catalogue();
+    let (_, classes) = catalogue
+        .iter()
+        .find(|(reason, _)| *reason == "FailedScheduling")
+        .unwrap();
+    let split = |capacity: bool| -> BTreeSet<String> {
+        classes
+            .iter()
+            .filter(|c| classify::is_capacity(c) == capacity)
+            .map(|c| c.to_string())
+            .collect()
+    };
+    for name in ["KubeEventFailedScheduling", "KubeEventNotTriggerScaleUp"] {
+        let rule = rules().into_iter().find(|r| r["alert"] == name).unwrap();
+        let expr = rule["expr"].as_str().unwrap().to_owned();
+        assert!(expr.contains("class)"), "{name} keeps the class: {expr}");
+        for (cause, capacity) in [("capacity", true), ("configuration", false)] {
+            let marker = format!("\"cause\", \"{cause}\", \"class\", \"");
+            let at = expr
+                .find(&marker)
+                .unwrap_or_else(|| panic!("{name}: {cause}"))
+                + marker.len();
+            let listed: BTreeSet<String> = expr[at..expr[at..].find('"').unwrap() + at]
+                .split('|')
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(listed, split(capacity), "{name}: {cause}");
+        }
+    }
 }

@@ -127,6 +127,7 @@ fn labels<'a>(reason: &'a str) -> kube_event_metrics::store::LabelValues<'a> {
         reason,
         event_type: "Warning",
         source: "kubelet",
+        class: "",
     }
 }
 

@@ -223,6 +223,26 @@ for t in range(50, 600, 35):
        'sandbox "3f1c2a9e": plugin type="calico" failed (add): error getting ClusterInformation: '
        "connection is unauthorized: Unauthorized", host="worker-1")
 
+# 10. A batch of pods the cluster has no room for: the control-plane node's taint rules out one
+# node, memory the other three, so the class is insufficient-memory (capacity). Scheduled once a
+# node is added.
+msg = ("0/4 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, "
+       "3 Insufficient memory. preemption: 0/4 nodes are available: 1 Preemption is not helpful for "
+       "scheduling, 3 No preemption victims found for incoming pod.")
+for i in range(4):
+    etl = f"etl-28861500-{'abcd'[i]}x9k2"
+    at(120 + i, scheduler, "batch", etl, "FailedScheduling", "Warning", "Scheduling", msg)
+    for n, t in enumerate(range(121 + i, 480, 60), start=2):
+        at(t, scheduler, "batch", etl, "FailedScheduling", "Warning", "Scheduling", msg, series_count=n)
+    at(490 + i, scheduler, "batch", etl, "Scheduled", "Normal", "Binding",
+       f"Successfully assigned batch/{etl} to worker-4")
+
+# 11. A container whose ConfigMap is missing: the kubelet's Failed that is not an image pull.
+flags_pod = "web-flags-6d5c4b3a2-k8s9d"
+for t in range(30, 600, 40):
+    at(t, legacy, "shop", "Pod", flags_pod, "Failed", "Warning", "kubelet",
+       'Error: configmap "web-flags" not found', host="worker-1", field_path="spec.containers{web}")
+
 for seconds, _, fn, args, kwargs in sorted(story, key=lambda s: (s[0], s[1])):
     fn(seconds, *args, **kwargs)
 

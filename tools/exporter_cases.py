@@ -19,6 +19,11 @@ def events(namespace, reason):
             f'type="Warning",source="kubelet"}}')
 
 
+def scheduling(namespace, cls):
+    return (f'kube_events_total{{{LABELS},namespace="{namespace}",kind="Pod",reason="FailedScheduling",'
+            f'type="Warning",source="default-scheduler",class="{cls}"}}')
+
+
 def cases(rules):
     out = []
 
@@ -92,6 +97,18 @@ def cases(rules):
     case(A, "silent: no folding", [(folded, "0x40")], [("30m", [])])
     case(A, "first occurrence: a counter that climbs from its first sample", [(folded, "_x3 2+2x30")], [("15m", [INSTANCE])])
     case(A, "restart: a reset stays silent", [(folded, "0x5 50x20 0x40")], [("60m", []), ("80m", [])])
+
+    # Pods that stay Pending (the second occurrence at once, then the 30-minute heartbeat), one
+    # per message class: each class its alert, named capacity or configuration; an unknown
+    # message (the empty class) still pages, without a cause.
+    A = "KubeEventFailedScheduling"
+    heartbeat = "1 2x29 3x30 4x30"
+    ml = {"cluster": "prod", "namespace": "ml"}
+    case(A, "classes: each class its alert, with its cause",
+         [(scheduling("ml", "insufficient-cpu"), heartbeat), (scheduling("ml", "node-affinity"), heartbeat),
+          (scheduling("ml", ""), heartbeat)],
+         [("40m", []), ("80m", [dict(ml, **{"class": "insufficient-cpu", "cause": "capacity"}),
+                                dict(ml, **{"class": "node-affinity", "cause": "configuration"}), ml])])
 
     shop = {"cluster": "prod", "namespace": "shop"}
     A = "KubeEventWarningBurst"

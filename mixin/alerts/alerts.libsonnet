@@ -21,12 +21,22 @@ local promql = import '../lib/promql.libsonnet';
   },
 
   // The shared shape of the event alerts (see config.libsonnet).
+  local byClass(a) = std.get(a, 'byClass', false),
   local eventRule(name, texts) =
     local a = alertConfig[name];
-    local by = [cluster] + (if a.perNamespace then ['namespace'] else []);
-    rule(name,
-         promql.sumBy(by, promql.occurrences(promql.events(config, a.selector), a.window)) + ' >= %d' % a.threshold,
-         texts),
+    local by = [cluster] + (if a.perNamespace then ['namespace'] else []) + (if byClass(a) then ['class'] else []);
+    local expr = promql.sumBy(by, promql.occurrences(promql.events(config, a.selector), a.window)) + ' >= %d' % a.threshold;
+    rule(name, if byClass(a) then withCause(expr) else expr, texts),
+
+  // label_replace matches the whole value, so an unknown (empty) class gets no cause.
+  local withCause(expr) = std.foldl(
+    function(inner, cause)
+      'label_replace(\n%s,\n"cause", "%s", "class", "%s")' % [inner, cause, std.join('|', config.schedulingCauses[cause])],
+    ['capacity', 'configuration'],
+    '(\n' + expr + '\n)'
+  ),
+  // What the class says, where the alert keeps it.
+  local why = '{{ with $labels.class }} Class: {{ . }}.{{ end }}{{ with $labels.cause }} Cause: {{ . }} (see the runbook).{{ end }}',
 
   // Go templates, rendered by Prometheus: the cluster is named where the series carry its label.
   local ofCluster = '{{ with $labels.%s }} of cluster {{ . }}{{ end }}' % cluster,
@@ -56,12 +66,12 @@ local promql = import '../lib/promql.libsonnet';
       description: 'Kubelets evicted at least %(threshold)d pods %(where)s in the last %(window)s (Evicted, type Warning): nodes ran short of memory, disk or PIDs.',
     },
     KubeEventFailedScheduling: {
-      summary: 'Pods in {{ $labels.namespace }} stay unschedulable.',
-      description: 'kube-scheduler has kept recording FailedScheduling %(where)s without a %(window)s pause for %(for)s: it repeats the event of a pod that stays Pending on a 30-minute heartbeat, so at least one pod has waited that long.',
+      summary: 'Pods in {{ $labels.namespace }} stay unschedulable{{ with $labels.cause }} ({{ . }}){{ end }}.',
+      description: 'kube-scheduler has kept recording FailedScheduling %(where)s without a %(window)s pause for %(for)s: it repeats the event of a pod that stays Pending on a 30-minute heartbeat, so at least one pod has waited that long.' + why,
     },
     KubeEventNotTriggerScaleUp: {
-      summary: 'The cluster autoscaler cannot help pending pods in {{ $labels.namespace }}.',
-      description: 'cluster-autoscaler has kept reporting NotTriggerScaleUp %(where)s without a %(window)s pause for %(for)s: no node group could fit the pending pods, so they wait until a human changes the pods or the node groups.',
+      summary: 'The cluster autoscaler cannot help pending pods in {{ $labels.namespace }}{{ with $labels.cause }} ({{ . }}){{ end }}.',
+      description: 'cluster-autoscaler has kept reporting NotTriggerScaleUp %(where)s without a %(window)s pause for %(for)s: no node group could fit the pending pods, so they wait until a human changes the pods or the node groups.' + why,
     },
     KubeEventFailedCreate: {
       summary: 'Controllers cannot create pods in {{ $labels.namespace }}.',

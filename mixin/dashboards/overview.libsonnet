@@ -5,7 +5,7 @@ local g = import '../lib/grafana.libsonnet';
 {
   local config = $._config,
   local cluster = config.clusterLabel,
-  local labels = ['namespace', 'kind', 'reason', 'type', 'source'],
+  local labels = ['namespace', 'kind', 'reason', 'type', 'source', 'class'],
   local byLabels = std.join(', ', labels),
   local record = $.eventRateRecord(labels),
   local window = config.recordingWindow,
@@ -80,6 +80,14 @@ local g = import '../lib/grafana.libsonnet';
       8,
     ],
 
+    [g.timeseries('Why: classes of the selected reasons', 'Occurrences per minute by reason and class: what the message says went wrong (docs/classes.md). An empty class is a message the catalogue does not know.', [g.target(perMinute('reason, class'), '{{reason}} {{class}}')], 'opm', bars=true, stack=true), 12, 9],
+    [
+      g.timeseries('Occurrences, with the object of each', 'Occurrences per minute by reason, from the raw counters: each point carries an exemplar naming the object (kind/name) and node of its latest occurrence. Hover a diamond.', [
+        g.target('sum by (reason) (rate(kube_events_total{%s,%s}[$__rate_interval])) * 60' % [config.jobSelector, pickers], '{{reason}}', exemplar=true),
+      ], 'opm'),
+      12,
+      9,
+    ],
     [g.timeseries('Top Warning reasons', 'The ten Warning reasons with the most occurrences over the range, per minute.', [g.target(topOverRange(10, 'reason', ',type="Warning"'), '{{reason}}')], 'opm'), 12, 9],
     [g.timeseries('Top namespaces', 'The ten namespaces with the most occurrences over the range, per minute.', [g.target(topOverRange(10, 'namespace'), '{{namespace}}')], 'opm'), 12, 9],
     [g.timeseries('By kind', 'Occurrences per minute by kind of object.', [g.target(perMinute('kind'), '{{kind}}')], 'opm'), 12, 9],

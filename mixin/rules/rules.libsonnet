@@ -13,7 +13,7 @@ local promql = import '../lib/promql.libsonnet';
   // convention.
   eventRateRecord(labels):: '%s:kube_events:rate%s' % [std.join('_', [cluster] + labels), window],
 
-  local byLabels = ['namespace', 'kind', 'reason', 'type', 'source'],
+  local byLabels = ['namespace', 'kind', 'reason', 'type', 'source', 'class'],
 
   prometheusRules+:: {
     groups+: [

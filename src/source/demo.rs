@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::replay::REPLAY_WATCH;
-use super::{Delivery, Observation, Signal, SlimEvent};
+use super::{Delivery, Observation, Signal, SlimEvent, unix_seconds};
 use crate::ledger::UidKey;
 
 const RECORDING: &str = include_str!("demo-recording.jsonl");
@@ -124,6 +124,9 @@ impl Recording {
                         .first_timestamp
                         .push_str(&format!("+cycle{cycle}"));
                 }
+                // The story happens now: an exemplar names the time it was played, so a
+                // dashboard over the last hours shows it.
+                observation.detail.last_seen = k8s_openapi::jiff::Timestamp::now().to_string();
                 match live.iter_mut().find(|known| known.uid == observation.uid) {
                     Some(known) => *known = observation.clone(),
                     None => live.push(observation.clone()),
@@ -171,48 +174,13 @@ fn last_seen(object: &Value) -> Option<f64> {
         &object["metadata"]["creationTimestamp"],
     ]
     .into_iter()
-    .filter_map(|value| value.as_str().and_then(parse_rfc3339))
+    .filter_map(|value| value.as_str().and_then(unix_seconds))
     .reduce(f64::max)
-}
-
-/// `2026-11-20T14:00:03Z` or with fractional seconds, as Kubernetes writes times, in Unix seconds.
-fn parse_rfc3339(text: &str) -> Option<f64> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut date_parts = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (
-        date_parts.next()??,
-        date_parts.next()??,
-        date_parts.next()??,
-    );
-    let mut time_parts = time.split(':');
-    let hour: i64 = time_parts.next()?.parse().ok()?;
-    let minute: i64 = time_parts.next()?.parse().ok()?;
-    let second: f64 = time_parts.next()?.parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some((days * 86_400 + hour * 3_600 + minute * 60) as f64 + second)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_parse_to_unix_seconds() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
-        assert_eq!(parse_rfc3339("2021-12-28T19:31:13Z"), Some(1_640_719_873.0));
-        assert_eq!(
-            parse_rfc3339("2021-12-28T19:31:13.702987Z"),
-            Some(1_640_719_873.702987)
-        );
-        assert_eq!(parse_rfc3339("2021-12-28 19:31:13"), None);
-    }
 
     #[test]
     fn bundled_recording_parses_and_spans_ten_minutes() {

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{ObjectName, Observation, OwnedLabels};
+use super::{Detail, ObjectName, Observation, OwnedLabels};
 use crate::ledger::UidKey;
 
 /// A JSON value as far as we care: absent or null, the expected type, or something else.
@@ -211,14 +211,17 @@ lenient_object!(Metadata {
 lenient_object!(ObjectRef {
     kind: Lenient<String> = "kind",
     namespace: Lenient<String> = "namespace",
+    name: Lenient<String> = "name",
 });
 
 lenient_object!(Source {
     component: Lenient<String> = "component",
+    host: Lenient<String> = "host",
 });
 
 lenient_object!(Series {
     count: Lenient<u32> = "count",
+    last_observed_time: Lenient<String> = "lastObservedTime",
 });
 
 lenient_object!(EventFields {
@@ -237,6 +240,12 @@ lenient_object!(EventFields {
     first_timestamp: Lenient<String> = "firstTimestamp",
     deprecated_first_timestamp: Lenient<String> = "deprecatedFirstTimestamp",
     event_time: Lenient<String> = "eventTime",
+    // Drill-down only (class, exemplar): a wrong type here never makes the object malformed.
+    message: Lenient<String> = "message",
+    note: Lenient<String> = "note",
+    last_timestamp: Lenient<String> = "lastTimestamp",
+    deprecated_last_timestamp: Lenient<String> = "deprecatedLastTimestamp",
+    reporting_instance: Lenient<String> = "reportingInstance",
 });
 
 /// Why an object was skipped.
@@ -340,6 +349,18 @@ impl SlimEvent {
         };
         let mut fields = self.fields;
         let occurrences = occurrences(&fields);
+        let last_seen = [
+            fields
+                .series
+                .value()
+                .and_then(|series| series.last_observed_time.value().cloned()),
+            std::mem::take(&mut fields.last_timestamp).into_value(),
+            std::mem::take(&mut fields.deprecated_last_timestamp).into_value(),
+            fields.event_time.value().cloned(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|time| !time.is_empty());
         let first_timestamp = [
             std::mem::take(&mut fields.first_timestamp),
             std::mem::take(&mut fields.deprecated_first_timestamp),
@@ -358,23 +379,43 @@ impl SlimEvent {
             Some(object) => Some(object),
             None => fields.regarding.into_value(),
         };
-        let (namespace, kind) = object.map_or((None, None), |object| {
-            (object.namespace.into_value(), object.kind.into_value())
+        let (namespace, kind, involved) = object.map_or((None, None, None), |object| {
+            (
+                object.namespace.into_value(),
+                object.kind.into_value(),
+                object.name.into_value(),
+            )
         });
-        let component = |source: Lenient<Source>| {
-            source
-                .into_value()
-                .and_then(|source| source.component.into_value())
+        let parts = |source: Lenient<Source>| {
+            source.into_value().map_or((None, None), |source| {
+                (source.component.into_value(), source.host.into_value())
+            })
         };
+        let (component, host) = parts(std::mem::take(&mut fields.source));
+        let (deprecated_component, deprecated_host) =
+            parts(std::mem::take(&mut fields.deprecated_source));
         let source = [
-            component(std::mem::take(&mut fields.source)),
-            component(std::mem::take(&mut fields.deprecated_source)),
+            component,
+            deprecated_component,
             fields.reporting_component.into_value(),
             fields.reporting_controller.into_value(),
         ]
         .into_iter()
         .flatten()
         .find(|component| !component.is_empty());
+        let host = [
+            host,
+            deprecated_host,
+            fields.reporting_instance.into_value(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|host| !host.is_empty());
+        let message = fields
+            .message
+            .into_value()
+            .or_else(|| fields.note.into_value())
+            .unwrap_or_default();
         Ok(Observation {
             uid,
             occurrences,
@@ -385,6 +426,12 @@ impl SlimEvent {
                 reason: fields.reason.into_value().unwrap_or_default(),
                 event_type: fields.event_type.into_value().unwrap_or_default(),
                 source: source.unwrap_or_default(),
+            },
+            detail: Detail {
+                message,
+                involved_name: involved.unwrap_or_default(),
+                node: host.unwrap_or_default(),
+                last_seen: last_seen.unwrap_or_default(),
             },
         })
     }
@@ -565,6 +612,43 @@ mod tests {
         assert_eq!(obs.labels.namespace, "b");
         assert_eq!(obs.labels.source, "default-scheduler");
         assert_eq!(obs.occurrences, 12);
+    }
+
+    #[test]
+    fn drill_down_fields_come_from_either_api_and_never_make_an_object_malformed() {
+        let legacy = observe(
+            r#"{"metadata":{"name":"w","uid":"u4"},"involvedObject":{"kind":"Pod","name":"web-1"},
+            "message":"Back-off restarting failed container","source":{"component":"kubelet","host":"node-3"},
+            "reportingInstance":"kubelet-x","lastTimestamp":"2026-12-01T10:00:05Z","eventTime":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            legacy.detail,
+            Detail {
+                message: "Back-off restarting failed container".into(),
+                involved_name: "web-1".into(),
+                node: "node-3".into(),
+                last_seen: "2026-12-01T10:00:05Z".into(),
+            }
+        );
+        let new = observe(
+            r#"{"metadata":{"name":"f","uid":"u5"},"regarding":{"kind":"Pod","name":"trainer-0"},
+            "note":"0/3 nodes are available","reportingInstance":"default-scheduler-cp-1",
+            "eventTime":"2026-12-01T10:00:00.000001Z","series":{"count":3,"lastObservedTime":"2026-12-01T10:30:00.000000Z"}}"#,
+        )
+        .unwrap();
+        assert_eq!(new.detail.message, "0/3 nodes are available");
+        assert_eq!(new.detail.involved_name, "trainer-0");
+        assert_eq!(new.detail.node, "default-scheduler-cp-1");
+        assert_eq!(new.detail.last_seen, "2026-12-01T10:30:00.000000Z");
+        // Wrong types in fields used only for drill-down cost the detail, not the count.
+        let odd = observe(
+            r#"{"metadata":{"name":"o","uid":"u6"},"message":42,"lastTimestamp":{},"source":{"host":[1]},
+            "involvedObject":{"kind":"Pod","name":7},"count":2}"#,
+        )
+        .unwrap();
+        assert_eq!(odd.occurrences, 2);
+        assert_eq!(odd.detail, Detail::default());
     }
 
     #[test]

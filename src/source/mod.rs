@@ -1,4 +1,4 @@
-//! Where observations come from: the Kubernetes watch (and, later, replay files and the demo).
+//! Where observations come from: the Kubernetes watch, replay files and the demo.
 //!
 //! A source decodes objects and reports what it saw; it never counts. Counting is the ledger's.
 
@@ -7,6 +7,7 @@ pub mod event;
 pub mod kube;
 pub mod replay;
 
+use crate::classify::truncate;
 use crate::ledger::{NameKey, UidKey, WatchId};
 use crate::store::LabelValues;
 
@@ -23,16 +24,27 @@ pub struct OwnedLabels {
 }
 
 impl OwnedLabels {
+    /// The label values, each cut to [`MAX_LABEL_LEN`] bytes at a character boundary, with the
+    /// empty class.
     pub fn as_values(&self) -> LabelValues<'_> {
+        fn cut(value: &str) -> &str {
+            truncate(value, MAX_LABEL_LEN)
+        }
         LabelValues {
-            namespace: &self.namespace,
-            kind: &self.kind,
-            reason: &self.reason,
-            event_type: &self.event_type,
-            source: &self.source,
+            namespace: cut(&self.namespace),
+            kind: cut(&self.kind),
+            reason: cut(&self.reason),
+            event_type: cut(&self.event_type),
+            source: cut(&self.source),
+            class: "",
         }
     }
 }
+
+/// The longest label value we export, in bytes. events.k8s.io validates reason and the
+/// reporting controller at 128 characters, core/v1 validates neither, so a buggy writer can send
+/// kilobytes; namespaces and kinds are shorter by validation.
+pub const MAX_LABEL_LEN: usize = 128;
 
 /// One Event as the counting rules see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +55,22 @@ pub struct Observation {
     pub occurrences: u32,
     /// Which Event object this is beyond its uid, for re-creations after the Event TTL.
     pub object: ObjectName,
+    /// What the Event says beyond its labels: for its class and its exemplar, never for counting.
+    pub detail: Detail,
+}
+
+/// The drill-down fields of an Event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// `message` (events.k8s.io: `note`).
+    pub message: String,
+    /// The name of the involved object (`regarding`).
+    pub involved_name: String,
+    /// `source.host`, else `reportingInstance`: the node, where the writer runs on one.
+    pub node: String,
+    /// When the latest occurrence was seen (RFC 3339): `series.lastObservedTime`, else
+    /// `lastTimestamp`, else `eventTime`.
+    pub last_seen: String,
 }
 
 /// The Event object's own namespace and name, and its `firstTimestamp` (events.k8s.io:
@@ -90,4 +118,27 @@ pub enum Signal {
         watch: WatchId,
         message: String,
     },
+}
+
+/// `2026-11-20T14:00:03Z` or with fractional seconds, as Kubernetes writes times, in Unix seconds.
+pub fn unix_seconds(text: &str) -> Option<f64> {
+    let at: k8s_openapi::jiff::Timestamp = text.parse().ok()?;
+    Some(at.as_microsecond() as f64 / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_parse_to_unix_seconds() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(unix_seconds("2021-12-28T19:31:13Z"), Some(1_640_719_873.0));
+        assert_eq!(
+            unix_seconds("2021-12-28T19:31:13.702987Z"),
+            Some(1_640_719_873.702987)
+        );
+        assert_eq!(unix_seconds("2021-12-28 19:31:13"), None);
+        assert_eq!(unix_seconds(""), None);
+    }
 }

@@ -276,6 +276,7 @@ pub struct EventSpec {
     pub event_type: String,
     pub component: String,
     pub count: u64,
+    pub message: String,
 }
 
 impl EventSpec {
@@ -288,6 +289,7 @@ impl EventSpec {
             event_type: "Warning".into(),
             component: "kubelet".into(),
             count,
+            message: format!("{reason} happened"),
         }
     }
 
@@ -308,7 +310,7 @@ impl EventSpec {
                 "namespace": self.namespace,
             },
             "reason": self.reason,
-            "message": format!("{} happened", self.reason),
+            "message": self.message,
             "type": self.event_type,
             "source": {"component": self.component, "host": "node-1"},
             "count": self.count,
