@@ -230,6 +230,10 @@ pub enum ConfigError {
     Namespace(String),
     #[error("invalid --namespace {0:?}: given twice")]
     DuplicateNamespace(String),
+    #[error(
+        "invalid --namespace: {0} namespaces, at most 1000 (each is a watch on the API server)"
+    )]
+    Watches(usize),
     #[error("invalid --types {0:?}: a type is a non-empty word such as Normal or Warning")]
     Type(String),
     #[error(
@@ -273,6 +277,11 @@ pub enum ConfigError {
     #[error("invalid classes[{index}] in --config.file: {reason}")]
     ClassRule { index: usize, reason: String },
 }
+
+/// The most `--namespace` values: each is a watch (and a connection) on the API server, and
+/// watch ids are `u16`; beyond a few hundred, watching all namespaces with `--exclude-namespace`
+/// costs the API server less.
+pub const MAX_WATCHES: usize = 1000;
 
 /// The most `--max-series` allows: slots are allocated up front, so a typo with extra zeros
 /// would otherwise take gigabytes at start; a million series is beyond what one scrape serves
@@ -684,6 +693,9 @@ impl Config {
         if !path.starts_with('/') || ["/", "/healthz", "/readyz"].contains(&path.as_str()) {
             return Err(ConfigError::TelemetryPath(path.clone()));
         }
+        if flags.namespaces.len() > MAX_WATCHES {
+            return Err(ConfigError::Watches(flags.namespaces.len()));
+        }
         let mut namespaces: Vec<String> = Vec::new();
         for namespace in &flags.namespaces {
             if !is_dns_label(namespace) {
@@ -1091,6 +1103,25 @@ mod tests {
             error.contains("classes[4]") && error.contains("at most 24"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn more_namespaces_than_watches_allowed_fail_at_start() {
+        let many: Vec<String> = (0..=MAX_WATCHES)
+            .map(|n| format!("--namespace=ns{n}"))
+            .collect();
+        let args: Vec<&str> = std::iter::once("kube-event-metrics")
+            .chain(many.iter().map(String::as_str))
+            .collect();
+        let error = Config::load(args).unwrap_err().to_string();
+        assert!(
+            error.contains("--namespace") && error.contains("at most 1000"),
+            "{error}"
+        );
+        let fine: Vec<&str> = std::iter::once("kube-event-metrics")
+            .chain(many[..MAX_WATCHES].iter().map(String::as_str))
+            .collect();
+        assert!(Config::load(fine).is_ok());
     }
 
     fn load_with_file(yaml: &str, args: &[&str]) -> Result<Config, LoadError> {

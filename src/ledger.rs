@@ -1,4 +1,4 @@
-//! The counting rules of DESIGN.md, and nothing else.
+//! The counting rules (README.md, "How counting works"), and nothing else.
 //!
 //! The ledger remembers, per Event uid, how many occurrences were already counted, so every
 //! occurrence reaches a counter exactly once across updates, relists and deletions. It is pure and

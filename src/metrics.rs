@@ -74,16 +74,13 @@ pub struct ExporterCollector {
     stats: Arc<SelfStats>,
 }
 
-type ExemplarLabels = Vec<(&'static str, String)>;
-
 /// prometheus-client builds an exemplar only through a counter that carries one, so each scrape
-/// makes a throwaway counter holding the series' latest occurrence.
-fn exemplar_of(exemplar: &Exemplar) -> CounterWithExemplar<ExemplarLabels> {
-    let mut labels = vec![(Exemplar::OBJECT, exemplar.object.clone())];
-    if !exemplar.node.is_empty() {
-        labels.push((Exemplar::NODE, exemplar.node.clone()));
-    }
-    let holder = CounterWithExemplar::<ExemplarLabels>::default();
+/// makes a throwaway counter holding the series' latest occurrence, its labels borrowed.
+fn exemplar_holder<'a>(
+    exemplar: &Exemplar,
+    labels: &'a [(&'static str, &'a str)],
+) -> CounterWithExemplar<&'a [(&'static str, &'a str)]> {
+    let holder = CounterWithExemplar::default();
     let timestamp = exemplar
         .timestamp
         .filter(|seconds| *seconds >= 0.0)
@@ -113,7 +110,16 @@ impl Collector for ExporterCollector {
                     match sample.exemplar {
                         // Text 0.0.4 drops exemplars; OpenMetrics writes them.
                         Some(exemplar) => {
-                            let holder = exemplar_of(exemplar);
+                            let labels = [
+                                (Exemplar::OBJECT, exemplar.object.as_str()),
+                                (Exemplar::NODE, exemplar.node.as_str()),
+                            ];
+                            let present = if exemplar.node.is_empty() {
+                                &labels[..1]
+                            } else {
+                                &labels[..]
+                            };
+                            let holder = exemplar_holder(exemplar, present);
                             let (_, exemplar) = holder.get();
                             metric.encode_counter(&sample.value, exemplar.as_ref())
                         }

@@ -39,7 +39,7 @@ pub fn watch_events(
     specs: &[WatchSpec],
 ) -> impl Stream<Item = Signal> + Send + use<> {
     let streams = specs.iter().enumerate().map(|(index, spec)| {
-        // `Config` validation caps the number of watches far below u16::MAX.
+        // `Config` validation caps the watches at `MAX_WATCHES`, far below u16::MAX.
         let watch = WatchId::try_from(index).unwrap_or(WatchId::MAX);
         let api: Api<SlimEvent> = match &spec.namespace {
             Some(namespace) => Api::namespaced(client.clone(), namespace),
