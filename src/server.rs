@@ -112,13 +112,13 @@ impl ServerState {
 /// The latest encoding per format and compression. Only scrapes take its lock.
 #[derive(Default)]
 pub struct ExpositionCache {
-    entries: std::sync::Mutex<Vec<(Format, bool, std::time::Instant, Bytes)>>,
+    entries: tokio::sync::Mutex<Vec<(Format, bool, std::time::Instant, Bytes)>>,
 }
 
 impl ExpositionCache {
     /// A body encoded less than [`EXPOSITION_REUSE`] ago, if any.
-    fn fresh(&self, format: Format, gzip: bool) -> Option<Bytes> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+    async fn fresh(&self, format: Format, gzip: bool) -> Option<Bytes> {
+        let entries = self.entries.lock().await;
         Self::find_fresh(&entries, format, gzip, std::time::Instant::now())
     }
 
@@ -137,19 +137,21 @@ impl ExpositionCache {
     }
 
     /// A fresh enough body, or a new one from `encode`; one encoding at a time, so scrapers
-    /// arriving during an encoding wait for it instead of starting their own.
-    fn get_or_encode(
+    /// arriving during an encoding wait for it instead of starting their own. Encoding and gzip
+    /// take tens of milliseconds at 100,000 series, so they run on the blocking pool: the
+    /// runtime's workers (one under a 1-CPU limit) stay free for ingestion meanwhile.
+    async fn get_or_encode(
         &self,
         format: Format,
         gzip: bool,
-        encode: impl FnOnce() -> Option<Bytes>,
+        encode: impl FnOnce() -> Option<Bytes> + Send + 'static,
     ) -> Option<Bytes> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock().await;
         let now = std::time::Instant::now();
         if let Some(body) = Self::find_fresh(&entries, format, gzip, now) {
             return Some(body);
         }
-        let body = encode()?;
+        let body = tokio::task::spawn_blocking(encode).await.ok()??;
         entries.retain(|(f, g, _, _)| !(*f == format && *g == gzip));
         entries.push((format, gzip, now, body.clone()));
         Some(body)
@@ -239,7 +241,7 @@ pub async fn serve(
 }
 
 async fn route(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     settings: &WebSettings,
     request: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -254,7 +256,7 @@ async fn route(
             .headers()
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
-        if !settings.authorized(authorization) {
+        if !settings.authorized(authorization).await {
             let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,
@@ -278,7 +280,7 @@ async fn route(
     }
 }
 
-async fn metrics_response(state: &ServerState, headers: &HeaderMap) -> Response<Full<Bytes>> {
+async fn metrics_response(state: &Arc<ServerState>, headers: &HeaderMap) -> Response<Full<Bytes>> {
     let header = |name| {
         headers
             .get(name)
@@ -290,24 +292,29 @@ async fn metrics_response(state: &ServerState, headers: &HeaderMap) -> Response<
     // first, so that what the state file holds is what Prometheus has seen. One cut at a time,
     // and scrapers arriving together share one, like they share an encoding.
     let _cutting = match &state.cuts {
-        Some(cuts) if state.expositions.fresh(format, gzip).is_none() => {
+        Some(cuts) if state.expositions.fresh(format, gzip).await.is_none() => {
             let guard = state.scrape_order.lock().await;
-            if state.expositions.fresh(format, gzip).is_none() {
+            if state.expositions.fresh(format, gzip).await.is_none() {
                 cuts.take().await;
             }
             Some(guard)
         }
         _ => None,
     };
-    let encoded = state.expositions.get_or_encode(format, gzip, || {
-        let body = metrics::encode(&state.registry, format).ok()?;
-        if !gzip {
-            return Some(Bytes::from(body));
-        }
-        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-        encoder.write_all(body.as_bytes()).ok()?;
-        encoder.finish().ok().map(Bytes::from)
-    });
+    let encoding = state.clone();
+    let encoded = state
+        .expositions
+        .get_or_encode(format, gzip, move || {
+            let body = metrics::encode(&encoding.registry, format).ok()?;
+            if !gzip {
+                return Some(Bytes::from(body));
+            }
+            let mut encoder =
+                GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+            encoder.write_all(body.as_bytes()).ok()?;
+            encoder.finish().ok().map(Bytes::from)
+        })
+        .await;
     let Some(body) = encoded else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
     };

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -73,6 +74,9 @@ pub struct WebSettings {
     /// purpose, and Prometheus sends the same credentials every scrape.
     verified: Mutex<HashSet<u64>>,
     hasher: RandomState,
+    checks: tokio::sync::Semaphore,
+    checks_running: AtomicUsize,
+    peak_checks: AtomicUsize,
     /// The config file and the files it names: a change to any of them triggers a reload.
     files: Vec<PathBuf>,
 }
@@ -93,6 +97,9 @@ impl WebSettings {
             users,
             verified: Mutex::new(HashSet::new()),
             hasher: RandomState::new(),
+            checks: tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
+            checks_running: AtomicUsize::new(0),
+            peak_checks: AtomicUsize::new(0),
             files,
         }
     }
@@ -101,29 +108,62 @@ impl WebSettings {
         !self.users.is_empty()
     }
 
-    /// Whether an `Authorization` header value carries valid Basic credentials.
-    pub fn authorized(&self, header: Option<&str>) -> bool {
+    /// Whether an `Authorization` header value carries valid Basic credentials. A credential
+    /// verified before answers at once; a new one waits for one of
+    /// [`CONCURRENT_PASSWORD_CHECKS`] bcrypt checks, which run on the blocking pool: a storm of
+    /// wrong passwords queues there and never occupies the runtime's workers (ingestion and
+    /// scrapes with known credentials go on).
+    pub async fn authorized(&self, header: Option<&str>) -> bool {
         if !self.requires_auth() {
             return true;
         }
         let Some((user, password)) = header.and_then(basic_credentials) else {
             return false;
         };
-        let Some(hash) = self.users.get(&user) else {
+        let Some(hash) = self.users.get(&user).cloned() else {
             return false;
         };
-        let key = self.hasher.hash_one((&user, &password, hash));
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if verified.contains(&key) {
+        let key = self.hasher.hash_one((&user, &password, &hash));
+        if self.is_verified(key) {
             return true;
         }
-        if bcrypt::verify(&password, hash).unwrap_or(false) {
-            verified.insert(key);
+        let Ok(_permit) = self.checks.acquire().await else {
+            return false;
+        };
+        // Another request may have verified the same credential while this one waited.
+        if self.is_verified(key) {
             return true;
         }
-        false
+        let running = self.checks_running.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak_checks.fetch_max(running, Ordering::AcqRel);
+        let valid = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
+            .await
+            .is_ok_and(|verified| verified.unwrap_or(false));
+        self.checks_running.fetch_sub(1, Ordering::AcqRel);
+        if valid {
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+        }
+        valid
+    }
+
+    fn is_verified(&self, key: u64) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+    }
+
+    /// The most bcrypt checks that ran at once.
+    pub fn peak_password_checks(&self) -> usize {
+        self.peak_checks.load(Ordering::Acquire)
     }
 }
+
+/// bcrypt checks running at once; further new credentials wait their turn.
+pub const CONCURRENT_PASSWORD_CHECKS: usize = 2;
 
 fn basic_credentials(header: &str) -> Option<(String, String)> {
     let encoded = header
@@ -369,8 +409,8 @@ mod tests {
         path
     }
 
-    #[test]
-    fn basic_auth_checks_bcrypt_and_caches() {
+    #[tokio::test]
+    async fn basic_auth_checks_bcrypt_and_caches() {
         let dir = tempfile::tempdir().unwrap();
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let path = write(
@@ -386,16 +426,56 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
             )
         };
-        assert!(settings.authorized(Some(&header("prom", "s3cret"))));
+        assert!(settings.authorized(Some(&header("prom", "s3cret"))).await);
         assert!(
-            settings.authorized(Some(&header("prom", "s3cret"))),
+            settings.authorized(Some(&header("prom", "s3cret"))).await,
             "cached"
         );
-        assert!(!settings.authorized(Some(&header("prom", "wrong"))));
-        assert!(!settings.authorized(Some(&header("other", "s3cret"))));
-        assert!(!settings.authorized(None));
-        assert!(!settings.authorized(Some("Bearer token")));
-        assert!(WebSettings::open().authorized(None));
+        assert!(!settings.authorized(Some(&header("prom", "wrong"))).await);
+        assert!(!settings.authorized(Some(&header("other", "s3cret"))).await);
+        assert!(!settings.authorized(None).await);
+        assert!(!settings.authorized(Some("Bearer token")).await);
+        assert!(WebSettings::open().authorized(None).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_password_storm_queues_for_bounded_checks_and_known_credentials_skip_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("s3cret", 6).unwrap();
+        let path = write(
+            dir.path(),
+            "web.yml",
+            &format!("basic_auth_users:\n  prom: '{hash}'\n"),
+        );
+        let settings = Arc::new(load(&path).unwrap());
+        let header = |password: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("prom:{password}"))
+            )
+        };
+        assert!(settings.authorized(Some(&header("s3cret"))).await);
+        let storm: Vec<_> = (0..200)
+            .map(|n| {
+                let settings = settings.clone();
+                let header = header(&format!("guess-{n}"));
+                tokio::spawn(async move { settings.authorized(Some(&header)).await })
+            })
+            .collect();
+        // Once the storm is checking, the known credential is answered from the cache while the
+        // rest of the storm waits its turn, and the runtime's workers stay free for it.
+        while settings.peak_password_checks() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(settings.authorized(Some(&header("s3cret"))).await);
+        assert!(
+            storm.iter().any(|check| !check.is_finished()),
+            "the storm was still queued when the known credential was answered"
+        );
+        for check in storm {
+            assert!(!check.await.unwrap());
+        }
+        assert_eq!(settings.peak_password_checks(), CONCURRENT_PASSWORD_CHECKS);
     }
 
     #[test]

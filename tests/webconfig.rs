@@ -274,3 +274,59 @@ fn a_bad_web_config_stops_start_up_naming_the_key() {
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("client_auth_type"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_storm_leaves_ingestion_and_known_scrapers_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("s3cret", 8).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  prom: '{hash}'\n")).unwrap();
+    let api = FakeApi::start().await;
+    let exporter = start_exporter(&api, &["--web.config.file", web.to_str().unwrap()]).await;
+    let addr = exporter.local_addr;
+    let basic = |password: &str| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("prom:{password}"))
+        )
+    };
+    let right = basic("s3cret");
+    let scrape_as = |authorization: String| async move {
+        support::http_request(addr, "/metrics", &[("Authorization", &authorization)]).await
+    };
+    // Prometheus' credential, verified once before the storm.
+    assert_eq!(scrape_as(right.clone()).await.status, 200);
+
+    let storm: Vec<_> = (0..200)
+        .map(|n| tokio::spawn(scrape_as(basic(&format!("guess-{n}")))))
+        .collect();
+    // While it rages: Events keep being counted, and the known credential keeps scraping.
+    for n in 0..20u64 {
+        api.create(&support::EventSpec::new(
+            "shop",
+            &format!("web-{n}.x"),
+            "BackOff",
+            1,
+        ));
+    }
+    let counted = loop {
+        let response = scrape_as(right.clone()).await;
+        assert_eq!(response.status, 200);
+        let text = String::from_utf8(response.body).unwrap();
+        let scrape = support::Scrape::parse(text);
+        if scrape.warnings("shop", "BackOff") == Some(20.0) {
+            break scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(counted.warnings("shop", "BackOff"), Some(20.0));
+    assert!(
+        storm.iter().any(|request| !request.is_finished()),
+        "the storm was still being checked while Events were counted"
+    );
+    for request in storm {
+        assert_eq!(request.await.unwrap().status, 401);
+    }
+    exporter.stop().await;
+}
