@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::classify::{Classifier, MAX_CLASSES_PER_REASON};
 use crate::config::{Config, SourceConfig};
+use crate::filters::LabelFilters;
 use crate::ingest::Ingest;
 use crate::leader::{self, Election, Leadership, Term};
 use crate::metrics::{self, Format, SelfStats};
@@ -479,11 +480,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         listen = %local_addr,
         telemetry_path = %config.telemetry_path,
         source,
-        filters = ?config.filters,
+        types = config
+            .filters
+            .types
+            .as_ref()
+            .map_or_else(|| "all".to_owned(), |types| types.join(",")),
+        include_reason = %LabelFilters::shown(&config.filters.include_reason),
+        exclude_reason = %LabelFilters::shown(&config.filters.exclude_reason),
+        exclude_namespace = %LabelFilters::shown(&config.filters.exclude_namespace),
+        class_rules = config.class_rules.len(),
         count_existing = config.count_existing,
         max_series = config.max_series,
-        kubeconfig = ?config.kubeconfig,
-        web_config = ?config.web_config_file,
+        kubeconfig = %shown_path(config.kubeconfig.as_deref(), "KUBECONFIG, ~/.kube/config or in-cluster"),
+        web_config = %shown_path(config.web_config_file.as_deref(), "none"),
         "kube-event-metrics started"
     );
     if matches!(config.source, SourceConfig::Demo { .. }) {
@@ -524,4 +533,8 @@ pub async fn shutdown_signal() {
         _ = interrupt.recv() => "SIGINT",
     };
     info!(signal = name, "shutting down");
+}
+
+fn shown_path(path: Option<&std::path::Path>, otherwise: &str) -> String {
+    path.map_or_else(|| otherwise.to_owned(), |path| path.display().to_string())
 }

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod classify;
 pub mod config;
+pub mod filters;
 pub mod ingest;
 pub mod leader;
 pub mod ledger;
