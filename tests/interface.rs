@@ -319,3 +319,43 @@ async fn sigterm_lets_an_in_flight_scrape_finish_and_exits_zero() {
         "{logs}"
     );
 }
+
+#[test]
+fn the_start_up_line_logs_each_setting_as_a_field() {
+    let addr = support::free_local_addr();
+    let mut child = binary()
+        .args(["--demo", "--web.listen-address", &addr.to_string()])
+        .args([
+            "--exclude-reason",
+            "Pull.*",
+            "--types",
+            "Warning",
+            "--types",
+            "Normal",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("kube-event-metrics started"))
+        .expect("a start-up line");
+    let _ = child.kill();
+    let _ = child.wait();
+    for field in [
+        "exclude_reason=Pull.*",
+        "include_reason=\"\"",
+        "types=Warning,Normal",
+        "class_rules=0",
+        "web_config=none",
+    ] {
+        assert!(started.contains(field), "{field} in {started}");
+    }
+    assert!(
+        !started.contains("LabelFilters") && !started.contains("Some("),
+        "{started}"
+    );
+}
