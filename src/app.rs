@@ -458,7 +458,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     _ = tick.tick() => match web.reload_if_changed() {
                         Ok(true) => info!("web config reloaded"),
                         Ok(false) => {}
-                        Err(error) => warn!(%error, "web config not reloaded; the previous one stays in force"),
+                        Err(error) => warn!(error = %crate::logging::one_line(&error), "web config not reloaded; the previous one stays in force"),
                     },
                     () = &mut reload_stop => break,
                 }

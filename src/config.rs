@@ -217,7 +217,7 @@ pub enum LoadError {
     Config(#[from] ConfigError),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid --web.listen-address {0:?}: expected [host]:port, e.g. :8080")]
     ListenAddress(String),
@@ -271,8 +271,12 @@ pub enum ConfigError {
         pattern: String,
         reason: String,
     },
-    #[error("cannot read --config.file {path}: {reason}")]
-    ReadFile { path: String, reason: String },
+    #[error("cannot read --config.file {path}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid --config.file {path}: {reason}")]
     File { path: String, reason: String },
     #[error("invalid classes[{index}] in --config.file: {reason}")]
@@ -519,9 +523,9 @@ fn class_rules(settings: Vec<ClassRuleSetting>) -> Result<Vec<classify::Rule>, C
 
 impl FileSettings {
     fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ReadFile {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.display().to_string(),
-            reason: error.to_string(),
+            source,
         })?;
         if text.trim().is_empty() {
             return Ok(Self::default());

@@ -98,9 +98,41 @@ impl Visit for LogfmtFields<'_> {
     }
 }
 
+/// An error and its causes on one line, joined by ": ", as a start-up failure or a log field.
+/// A cause an error already spells out in its own message is not repeated.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    line.replace('\n', " ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_reads_as_one_line_without_repeats() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x.yml")]
+        struct Outer(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("listen failed: {0}")]
+        struct Spelled(#[source] std::io::Error);
+        let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert_eq!(
+            one_line(&Outer(missing())),
+            "cannot read x.yml: no such file"
+        );
+        assert_eq!(one_line(&Spelled(missing())), "listen failed: no such file");
+    }
 
     #[test]
     fn values_are_quoted_only_when_needed() {

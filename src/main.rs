@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Err(LoadError::Config(error)) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", logging::one_line(&error));
             return ExitCode::from(2);
         }
     };
@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error}");
+            tracing::error!("{}", logging::one_line(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -29,8 +29,12 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("cannot read --web.config.file {path}: {reason}")]
-    Read { path: String, reason: String },
+    #[error("cannot read --web.config.file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid --web.config.file {path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -183,9 +187,9 @@ pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
         path: path.display().to_string(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|error| WebConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
         path: path.display().to_string(),
-        reason: error.to_string(),
+        source,
     })?;
     let file: File = if text.trim().is_empty() {
         File::default()

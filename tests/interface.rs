@@ -207,6 +207,11 @@ fn bad_flags_fail_with_one_line_naming_them() {
         (&["--namespace", "UPPER"][..], "--namespace"),
         (&["--include-reason", "("][..], "--include-reason"),
         (&["--log.format", "xml"][..], "--log.format"),
+        // The cause, through the error's source(), on the same line.
+        (
+            &["--config.file", "/nonexistent/kem.yml"][..],
+            "cannot read --config.file /nonexistent/kem.yml: No such file",
+        ),
     ] {
         let output = binary().args(args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
