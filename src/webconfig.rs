@@ -187,6 +187,45 @@ pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
         path: path.display().to_string(),
         reason,
     };
+    let file = read_file(path)?;
+    for (user, hash) in &file.basic_auth_users {
+        if !hash.starts_with("$2") {
+            return Err(invalid(format!(
+                "basic_auth_users.{user}: not a bcrypt hash (it starts with $2a$, $2b$ or $2y$)"
+            )));
+        }
+    }
+    let files = named_files(path, &file);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let tls = match &file.tls_server_config {
+        None => None,
+        Some(tls) => Some(Arc::new(tls_config(tls, base).map_err(invalid)?)),
+    };
+    Ok(WebSettings::new(tls, file.basic_auth_users, files))
+}
+
+/// The config file and the files it names, whether or not they load: what a reload watches.
+fn watched_files(path: &Path) -> Vec<PathBuf> {
+    read_file(path).map_or_else(|_| vec![path.to_owned()], |file| named_files(path, &file))
+}
+
+fn named_files(path: &Path, file: &File) -> Vec<PathBuf> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut files = vec![path.to_owned()];
+    if let Some(tls) = &file.tls_server_config {
+        files.push(resolve(base, &tls.cert_file));
+        files.push(resolve(base, &tls.key_file));
+        files.extend(tls.client_ca_file.as_deref().map(|ca| resolve(base, ca)));
+    }
+    files
+}
+
+/// The config file read and parsed, its named files not yet opened.
+fn read_file(path: &Path) -> Result<File, WebConfigError> {
+    let invalid = |reason: String| WebConfigError::Invalid {
+        path: path.display().to_string(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
         path: path.display().to_string(),
         source,
@@ -206,25 +245,7 @@ pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
             )
         })?
     };
-    for (user, hash) in &file.basic_auth_users {
-        if !hash.starts_with("$2") {
-            return Err(invalid(format!(
-                "basic_auth_users.{user}: not a bcrypt hash (it starts with $2a$, $2b$ or $2y$)"
-            )));
-        }
-    }
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut files = vec![path.to_owned()];
-    let tls = match file.tls_server_config {
-        None => None,
-        Some(tls) => {
-            files.push(resolve(base, &tls.cert_file));
-            files.push(resolve(base, &tls.key_file));
-            files.extend(tls.client_ca_file.as_deref().map(|ca| resolve(base, ca)));
-            Some(Arc::new(tls_config(&tls, base).map_err(invalid)?))
-        }
-    };
-    Ok(WebSettings::new(tls, file.basic_auth_users, files))
+    Ok(file)
 }
 
 /// Relative file names are relative to the web config file, as in the exporter toolkit.
@@ -348,7 +369,8 @@ fn tls_versions(
 pub struct WebConfig {
     path: Option<PathBuf>,
     current: RwLock<Arc<WebSettings>>,
-    stamps: Mutex<Vec<Option<SystemTime>>>,
+    /// The files a reload watches and their modification times when last looked at.
+    watched: Mutex<(Vec<PathBuf>, Vec<Option<SystemTime>>)>,
 }
 
 impl WebConfig {
@@ -359,10 +381,11 @@ impl WebConfig {
             None => WebSettings::open(),
         };
         let stamps = file_stamps(&settings.files);
+        let watched = Mutex::new((settings.files.clone(), stamps));
         Ok(Self {
             path: path.map(Path::to_owned),
             current: RwLock::new(Arc::new(settings)),
-            stamps: Mutex::new(stamps),
+            watched,
         })
     }
 
@@ -374,22 +397,23 @@ impl WebConfig {
     }
 
     /// Reloads when a file changed; returns whether new settings took effect. A file that does not
-    /// load leaves the previous settings in force.
+    /// load leaves the previous settings in force. What is watched is what the config file names
+    /// now, even when it fails to load (a certificate created after a failed reload is noticed),
+    /// and the times are taken before loading (a write during the load shows at the next poll).
     pub fn reload_if_changed(&self) -> Result<bool, WebConfigError> {
         let Some(path) = &self.path else {
             return Ok(false);
         };
-        let stamps = file_stamps(&self.current().files);
         {
-            let mut known = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
-            if *known == stamps {
+            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            if file_stamps(&watched.0) == watched.1 {
                 return Ok(false);
             }
-            *known = stamps;
+            let files = watched_files(path);
+            let stamps = file_stamps(&files);
+            *watched = (files, stamps);
         }
         let settings = load(path)?;
-        // The new file may name other certificates: watch those from now on.
-        *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) = file_stamps(&settings.files);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
         Ok(true)
     }
@@ -411,6 +435,41 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// A self-signed certificate and its key, as PEM files in `dir`.
+    fn certificate(dir: &Path, name: &str) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        write(dir, &format!("{name}.pem"), &cert.pem());
+        write(dir, &format!("{name}.key"), &key.serialize_pem());
+    }
+
+    #[test]
+    fn a_certificate_created_after_a_failed_reload_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "web.yml", "");
+        let web = WebConfig::start(Some(&path)).unwrap();
+        assert!(web.current().tls.is_none());
+        // The file now names a certificate that does not exist yet: the reload fails and plain
+        // HTTP stays in force.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write(
+            dir.path(),
+            "web.yml",
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
+        );
+        assert!(web.reload_if_changed().is_err());
+        assert!(web.current().tls.is_none());
+        assert!(!web.reload_if_changed().unwrap(), "nothing changed since");
+        // The certificate arrives (cert-manager writes it a little later): TLS takes effect
+        // without another change to the config file.
+        certificate(dir.path(), "server");
+        assert!(web.reload_if_changed().unwrap());
+        assert!(web.current().tls.is_some());
     }
 
     #[tokio::test]
