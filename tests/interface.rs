@@ -178,20 +178,27 @@ async fn every_self_metric_has_a_sample_from_start() {
     let api = FakeApi::start().await;
     let exporter = start_exporter(&api, &[]).await;
     let s = support::scrape(exporter.local_addr).await;
-    for name in [
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "process_virtual_memory_bytes",
-        "process_open_fds",
-        "process_max_fds",
-        "process_start_time_seconds",
-    ] {
-        let value = s
-            .value(name, &[])
-            .unwrap_or_else(|| panic!("{name}:\n{}", s.text));
-        assert!(value >= 0.0);
-    }
-    assert!(s.value("process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    let value = |name: &str| {
+        s.value(name, &[])
+            .unwrap_or_else(|| panic!("{name}:\n{}", s.text))
+    };
+    // Read from /proc of this very process: plausible values, not just present ones.
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    let resident = value("process_resident_memory_bytes");
+    assert!(resident > 1e6);
+    assert!(value("process_virtual_memory_bytes") > resident);
+    let open = value("process_open_fds");
+    assert!(open >= 3.0, "stdin, stdout, stderr at least: {open}");
+    assert!(value("process_max_fds") > open);
+    let started = value("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 3600.0,
+        "{started} vs {now}"
+    );
     exporter.stop().await;
 }
 

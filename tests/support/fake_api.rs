@@ -57,6 +57,10 @@ pub struct State {
     next_uid: u64,
     /// New watches answer their headers and then never send a byte.
     stall_watches: bool,
+    /// Watches that began stalled: what a test waits on to know the stall path was taken.
+    pub stalled_streams: u64,
+    /// BOOKMARK lines handed to a client's connection (it reads them before the stream ends).
+    pub bookmarks_delivered: u64,
     /// The next watch line is cut in half and its stream ends.
     cut_next_line: bool,
     /// Raw lines the open watches send before their next change (not JSON, for instance).
@@ -978,6 +982,11 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
             (state.stall_watches, state.next_injection)
         };
         if stalled {
+            shared
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .stalled_streams += 1;
             // Headers are out; the body never comes, until the server closes it.
             loop {
                 let notified = shared.changed.notified();
@@ -1001,8 +1010,17 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
         }
         loop {
             for line in pending.drain(..) {
+                const BOOKMARK: &[u8] = b"\"type\":\"BOOKMARK\"";
+                let bookmark = line.windows(BOOKMARK.len()).any(|w| w == BOOKMARK);
                 if sender.send(line).await.is_err() {
                     return;
+                }
+                if bookmark {
+                    shared
+                        .state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .bookmarks_delivered += 1;
                 }
             }
             let Some(position) = cursor else { return };

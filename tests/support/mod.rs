@@ -260,3 +260,15 @@ pub async fn barrier(api: &FakeApi, addr: SocketAddr, namespace: &str, n: u32) -
     })
     .await
 }
+
+/// Waits (at most 20 s) until `done` holds of the fake API server's state.
+pub async fn until_api(api: &FakeApi, what: &str, done: impl Fn(&fake_api::State) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !api.change(|state| done(state)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
