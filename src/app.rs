@@ -20,6 +20,8 @@ use crate::ingest::Ingest;
 use crate::leader::{self, Election, Leadership, Term};
 use crate::metrics::{self, Format, SelfStats};
 use crate::persistence::Persistence;
+use crate::recent::Recent;
+use crate::server::StatusSource;
 use crate::server::{self, CutRequester, ServerState};
 use crate::source::Signal;
 use crate::source::demo::{Recording, RecordingError};
@@ -439,6 +441,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let ingest_task = tokio::spawn(counting.run());
 
+    let source = match &config.source {
+        SourceConfig::Kube { watches } => watches
+            .iter()
+            .map(|w| w.describe())
+            .collect::<Vec<_>>()
+            .join("; "),
+        SourceConfig::Replay { path } => format!("replay of {}", path.display()),
+        SourceConfig::Demo { speed } => format!("demo recording at {speed}x"),
+    };
+    let recent = Arc::new(std::sync::Mutex::new(Recent::default()));
+    spawn_recent_sampler(store.clone(), recent.clone(), wait_stop(stopped.clone()));
     let state = Arc::new(
         ServerState::new(
             metrics::registry(store.clone(), stats.clone()),
@@ -446,7 +459,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             config.telemetry_path.clone(),
             web.clone(),
         )
-        .with_cuts(cut_requester),
+        .with_cuts(cut_requester)
+        .with_status(StatusSource {
+            store: store.clone(),
+            recent,
+            source: source.clone(),
+        }),
     );
     if config.web_config_file.is_some() {
         let reload_stop = wait_stop(stopped.clone());
@@ -467,15 +485,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     let server_task = tokio::spawn(server::serve(listener, state, wait_stop(stopped)));
 
-    let source = match &config.source {
-        SourceConfig::Kube { watches } => watches
-            .iter()
-            .map(|w| w.describe())
-            .collect::<Vec<_>>()
-            .join("; "),
-        SourceConfig::Replay { path } => format!("replay of {}", path.display()),
-        SourceConfig::Demo { speed } => format!("demo recording at {speed}x"),
-    };
     info!(
         listen = %local_addr,
         telemetry_path = %config.telemetry_path,
@@ -537,4 +546,26 @@ pub async fn shutdown_signal() {
 
 fn shown_path(path: Option<&std::path::Path>, otherwise: &str) -> String {
     path.map_or_else(|| otherwise.to_owned(), |path| path.display().to_string())
+}
+
+/// Once a minute, the series' values for the status page's recent activity.
+fn spawn_recent_sampler(
+    store: Arc<SeriesStore>,
+    recent: Arc<std::sync::Mutex<Recent>>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut values = Vec::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    store.live_values(&mut values);
+                    recent.lock().unwrap_or_else(|e| e.into_inner()).sample(&values);
+                }
+                () = &mut stop => break,
+            }
+        }
+    });
 }

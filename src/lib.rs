@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod persistence;
 pub mod process;
+pub mod recent;
 pub mod server;
 pub mod source;
 pub mod state;

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +26,8 @@ use tokio::net::TcpListener;
 use tracing::{debug, error, warn};
 
 use crate::metrics::{self, Format, SelfStats};
+use crate::recent::Recent;
+use crate::store::SeriesStore;
 use crate::webconfig::{WebConfig, WebSettings};
 
 /// A client must send its request head within this, so idle or slow clients cannot hold sockets.
@@ -62,6 +65,16 @@ pub struct ServerState {
     /// Under `--state-file`: asks the ingest task for a cut before each encoding.
     pub cuts: Option<CutRequester>,
     scrape_order: tokio::sync::Mutex<()>,
+    /// For the status page: the series, their recent growth, and what is watched.
+    pub status: Option<StatusSource>,
+}
+
+/// What the status page at `/` reads.
+pub struct StatusSource {
+    pub store: Arc<SeriesStore>,
+    pub recent: Arc<std::sync::Mutex<Recent>>,
+    /// The watches (or the replay or the demo), as the start-up line describes them.
+    pub source: String,
 }
 
 /// Asks the ingest task to publish the store's values and persist the ledger that produced them.
@@ -100,7 +113,13 @@ impl ServerState {
             web,
             cuts: None,
             scrape_order: tokio::sync::Mutex::new(()),
+            status: None,
         }
+    }
+
+    pub fn with_status(mut self, status: StatusSource) -> Self {
+        self.status = Some(status);
+        self
     }
 
     pub fn with_cuts(mut self, cuts: Option<CutRequester>) -> Self {
@@ -275,7 +294,7 @@ async fn route(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: a watch has not completed its first list\n",
         ),
-        "/" => landing(&state.telemetry_path),
+        "/" => html(status_page(state)),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -353,24 +372,121 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-fn landing(telemetry_path: &str) -> Response<Full<Bytes>> {
-    let escaped = telemetry_path
-        .replace('&', "&amp;")
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
         .replace('<', "&lt;")
-        .replace('"', "&quot;");
-    let version = env!("CARGO_PKG_VERSION");
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>kube-event-metrics</title></head><body>\n\
-         <h1>kube-event-metrics {version}</h1>\n<p>Kubernetes Events as Prometheus counters.</p>\n<ul>\n\
-         <li><a href=\"{escaped}\">Metrics</a></li>\n<li><a href=\"/healthz\">Health</a></li>\n\
-         <li><a href=\"/readyz\">Readiness</a></li>\n</ul>\n</body></html>\n"
-    );
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html(body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response
+}
+
+/// The page an operator opens through `kubectl port-forward`: plain HTML, no JavaScript,
+/// refreshing itself every 10 s.
+fn status_page(state: &ServerState) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let stats = &state.stats;
+    let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut rows: Vec<(&str, String)> = vec![
+        (
+            "Role",
+            if stats.standby.load(Ordering::Acquire) {
+                "standby (another replica holds the Lease)".into()
+            } else {
+                "leader: watching and exporting".into()
+            },
+        ),
+        ("Synced", yes(stats.is_synced()).into()),
+    ];
+    if let Some(status) = &state.status {
+        rows.push(("Watching", status.source.clone()));
+        let (series, limit) = (status.store.series(), status.store.max_series());
+        rows.push((
+            "Series",
+            format!(
+                "{series} of {limit} ({:.0}%)",
+                100.0 * series as f64 / limit.max(1) as f64
+            ),
+        ));
+        rows.push((
+            "Folded occurrences",
+            status.store.folded_occurrences().to_string(),
+        ));
+    }
+    let last = load(&stats.last_update_millis);
+    let since = if last == 0 {
+        "none yet".to_owned()
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        format!("{} s ago", now.saturating_sub(last) / 1000)
+    };
+    rows.extend([
+        ("Tracked Events", load(&stats.tracked_events).to_string()),
+        ("Watch updates", load(&stats.watch_updates).to_string()),
+        ("Last update", since),
+        ("Watch errors", load(&stats.watch_errors).to_string()),
+        ("Relists", load(&stats.relists).to_string()),
+        (
+            "Malformed objects",
+            load(&stats.malformed_objects).to_string(),
+        ),
+        ("Classes capped", load(&stats.classes_capped).to_string()),
+    ]);
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"10\"><title>kube-event-metrics</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head><body>\n\
+         <h1>kube-event-metrics {version}</h1>\n<p><a href=\"{path}\">Metrics</a> · \
+         <a href=\"/healthz\">Health</a> · <a href=\"/readyz\">Readiness</a></p>\n\
+         <h2>State</h2>\n<table id=\"state\">\n",
+        path = escape(&state.telemetry_path)
+    );
+    for (name, value) in rows {
+        page.push_str(&format!(
+            "<tr><th>{name}</th><td>{}</td></tr>\n",
+            escape(&value)
+        ));
+    }
+    page.push_str("</table>\n");
+    if let Some(status) = &state.status {
+        let mut values = Vec::new();
+        status.store.live_values(&mut values);
+        let recent = status.recent.lock().unwrap_or_else(|e| e.into_inner());
+        for (minutes, id) in [(5, "last-5"), (60, "last-60")] {
+            let top = recent.top(&values, minutes, 15);
+            page.push_str(&format!(
+                "<h2>Most occurrences, last {minutes} minutes</h2>\n<p>The last {} whole minutes and the current one{}.</p>\n\
+                 <table id=\"{id}\"><tr><th>namespace</th><th>kind</th><th>reason</th><th>type</th>\
+                 <th>source</th><th>class</th><th>occurrences</th></tr>\n",
+                top.minutes,
+                if top.exact { "" } else { "; approximate: a minute had more growing series than kept" }
+            ));
+            for (series, occurrences) in top.series {
+                let Some(labels) = status.store.labels_of(series) else {
+                    continue;
+                };
+                page.push_str("<tr>");
+                for value in labels {
+                    page.push_str(&format!("<td>{}</td>", escape(value)));
+                }
+                page.push_str(&format!("<td>{occurrences}</td></tr>\n"));
+            }
+            page.push_str("</table>\n");
+        }
+    }
+    page.push_str("</body></html>\n");
+    page
 }
 
 #[cfg(test)]

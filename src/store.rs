@@ -377,6 +377,23 @@ impl SeriesStore {
         Ok(())
     }
 
+    /// Every series' current value, by series id (0 for a slot still being created).
+    pub fn live_values(&self, out: &mut Vec<u64>) {
+        let created = self.series().min(self.slots.len());
+        out.clear();
+        out.extend(
+            self.slots[..created]
+                .iter()
+                .map(|slot| slot.value.load(Ordering::Relaxed)),
+        );
+    }
+
+    /// The label values of a series, in the order of [`LABEL_NAMES`].
+    pub fn labels_of(&self, series: SeriesId) -> Option<[&str; 6]> {
+        let key = self.slots.get(series as usize)?.key.get()?;
+        Some(decode_key(key))
+    }
+
     /// The published value of the series with exactly these labels, if it exists.
     pub fn published_value_of(&self, labels: &LabelValues<'_>) -> Option<u64> {
         let id = self.lookup(labels, &mut KeyScratch::default())?;
