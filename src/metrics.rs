@@ -93,6 +93,13 @@ const EVENTS_HELP: &str = "Occurrences of Kubernetes Events, counted from each E
 
 impl Collector for ExporterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Read before the counters: a scrape that says synced then holds every count of the
+        // list, even when the ingest runs on another thread while this one encodes.
+        let synced = if self.stats.serve_published.load(Ordering::Acquire) {
+            self.stats.synced_published.load(Ordering::Acquire)
+        } else {
+            self.stats.is_synced()
+        };
         {
             let mut family =
                 encoder.encode_descriptor("kube_events", EVENTS_HELP, None, MetricType::Counter)?;
@@ -196,11 +203,7 @@ impl Collector for ExporterCollector {
             (
                 "kube_event_metrics_synced",
                 "1 once every watch completed its first list.",
-                u64::from(if stats.serve_published.load(Ordering::Acquire) {
-                    stats.synced_published.load(Ordering::Acquire)
-                } else {
-                    stats.is_synced()
-                }),
+                u64::from(synced),
             ),
             (
                 "kube_event_metrics_leader",

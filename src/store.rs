@@ -325,7 +325,8 @@ impl SeriesStore {
         let Some(slot) = self.slots.get(series as usize) else {
             return;
         };
-        slot.value.fetch_add(delta, Ordering::Relaxed);
+        // Release: pairs with the scrape's newest-first Acquire reads.
+        slot.value.fetch_add(delta, Ordering::Release);
         if slot.folded.load(Ordering::Relaxed) {
             self.folded_occurrences.fetch_add(delta, Ordering::Relaxed);
         }
@@ -356,21 +357,27 @@ impl SeriesStore {
         mut visit: impl FnMut(SeriesSample<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let created = self.series().min(self.slots.len());
-        for slot in &self.slots[..created] {
+        // Newest first: the ingest counts in order, so whatever a scrape shows of a later update
+        // (a barrier, the last item of a list), it shows of every earlier one, even while the
+        // ingest runs on another thread. Then exposed in creation order.
+        let mut values = vec![0; created];
+        for (value, slot) in values.iter_mut().zip(&self.slots[..created]).rev() {
+            *value = match reading {
+                Reading::Live => slot.value.load(Ordering::Acquire),
+                Reading::Published => slot.published.load(Ordering::Acquire),
+            };
+        }
+        for (slot, value) in self.slots[..created].iter().zip(values) {
             let Some(key) = slot.key.get() else { continue };
             let values = decode_key(key);
             let mut labels = [("", ""); 6];
             for (label, (name, value)) in labels.iter_mut().zip(LABEL_NAMES.iter().zip(values)) {
                 *label = (name, value);
             }
-            let value = match reading {
-                Reading::Live => &slot.value,
-                Reading::Published => &slot.published,
-            };
             let exemplar = slot.exemplar.lock().unwrap_or_else(|e| e.into_inner());
             visit(SeriesSample {
                 labels,
-                value: value.load(Ordering::Relaxed),
+                value,
                 exemplar: exemplar.as_deref(),
             })?;
         }
