@@ -8,8 +8,8 @@ use kube_event_metrics::config::LabelFilters;
 use kube_event_metrics::ingest::Ingest;
 use kube_event_metrics::ledger::{Ledger, NameKey, NamedAt, TombstoneLimits, UidKey};
 use kube_event_metrics::metrics::SelfStats;
+use kube_event_metrics::snapshot::{self, WatchPrint};
 use kube_event_metrics::source::{Delivery, ObjectName, Observation, OwnedLabels, Signal};
-use kube_event_metrics::state::{self, WatchPrint};
 use kube_event_metrics::store::SeriesStore;
 
 const EVENTS: usize = 1_000_000;
@@ -79,11 +79,11 @@ fn main() {
     let path = dir.path().join("state");
     let started = Instant::now();
     for _ in 0..runs {
-        state::write_atomic(&path, &bytes).expect("write");
+        snapshot::write_atomic(&path, &bytes).expect("write");
     }
     let write = started.elapsed() / runs;
     let started = Instant::now();
-    let decoded = state::decode(&bytes).expect("decode");
+    let decoded = snapshot::decode(&bytes).expect("decode");
     let decode = started.elapsed();
     println!(
         "cut of {EVENTS} Events (publish 10,000 series + encode): {cut:?}, {} bytes ({} per Event)",

@@ -25,8 +25,8 @@ use crate::server::StatusSource;
 use crate::server::{self, CutRequester, ServerState};
 use crate::source::Signal;
 use crate::source::demo::{Recording, RecordingError};
-use crate::source::kube::watch_events;
 use crate::source::replay::{ReplayError, ReplayInput};
+use crate::source::watch::watch_events;
 use crate::store::SeriesStore;
 use crate::webconfig::{WebConfig, WebConfigError};
 
@@ -129,7 +129,7 @@ async fn kube_client(config: &Config) -> Result<kube::Client, StartError> {
 enum Feed {
     Kube {
         client: kube::Client,
-        watches: Vec<crate::source::kube::WatchSpec>,
+        watches: Vec<crate::source::watch::WatchSpec>,
     },
     Ready(BoxStream<'static, Signal>),
 }

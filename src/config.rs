@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::classify;
 pub use crate::filters::LabelFilters;
 use crate::ledger::TombstoneLimits;
-use crate::source::kube::WatchSpec;
+use crate::source::watch::WatchSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]

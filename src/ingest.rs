@@ -11,8 +11,8 @@ use crate::classify::{Classifier, MAX_CLASSES_PER_REASON};
 use crate::config::LabelFilters;
 use crate::ledger::{Ledger, NamedAt, Outcome, TombstoneLimits, WatchId};
 use crate::metrics::SelfStats;
+use crate::snapshot;
 use crate::source::{Delivery, Observation, Signal, unix_seconds};
-use crate::state;
 use crate::store::{KeyScratch, SeriesStore};
 
 pub struct Ingest {
@@ -56,10 +56,10 @@ impl Ingest {
     /// Restores a `--state-file` snapshot before the first signal.
     pub fn restore(
         &mut self,
-        snapshot: state::Snapshot,
-        prints: &[state::WatchPrint],
-    ) -> state::Restored {
-        let restored = state::restore(&mut self.ledger, snapshot, prints);
+        snapshot: snapshot::Snapshot,
+        prints: &[snapshot::WatchPrint],
+    ) -> snapshot::Restored {
+        let restored = snapshot::restore(&mut self.ledger, snapshot, prints);
         self.publish_size();
         restored
     }
@@ -69,14 +69,14 @@ impl Ingest {
     /// restart from this snapshot counts every occurrence after the cut once, and none before.
     pub fn cut(
         &mut self,
-        prints: &[state::WatchPrint],
-        lease: Option<&state::LeaseTerm>,
+        prints: &[snapshot::WatchPrint],
+        lease: Option<&snapshot::LeaseTerm>,
     ) -> Vec<u8> {
         self.store.publish();
         self.stats
             .synced_published
             .store(self.stats.is_synced(), Ordering::Release);
-        state::encode(&self.ledger, prints, lease)
+        snapshot::encode(&self.ledger, prints, lease)
     }
 
     pub fn tracked_events(&self) -> usize {
@@ -165,7 +165,7 @@ impl Ingest {
         // Events pay for neither the hash nor the clock.
         let named = (known.is_none() || delivery == Delivery::Deleted).then(|| NamedAt {
             name: observation.object.key(),
-            now: state::unix_now(),
+            now: snapshot::unix_now(),
         });
         let (uid, occurrences) = (observation.uid, observation.occurrences);
         let outcome = match delivery {

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::LeaderElection;
-use crate::state::LeaseTerm;
+use crate::snapshot::LeaseTerm;
 
 /// Where this replica stands.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ pub mod persistence;
 pub mod process;
 pub mod recent;
 pub mod server;
+pub mod snapshot;
 pub mod source;
-pub mod state;
 pub mod store;
 pub mod webconfig;

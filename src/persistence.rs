@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, SourceConfig};
 use crate::ingest::Ingest;
 use crate::leader::Term;
-use crate::state::{self, LeaseTerm, StateError, WatchPrint};
+use crate::snapshot::{self, LeaseTerm, StateError, WatchPrint};
 
 /// Where the snapshots go and what identifies them.
 pub struct Persistence {
@@ -107,8 +107,8 @@ impl Persistence {
         }
     }
 
-    fn sound_snapshot(&self, term: Option<&Term>) -> Result<state::Snapshot, NotRestored> {
-        let snapshot = state::load(&self.path, self.max_age)?;
+    fn sound_snapshot(&self, term: Option<&Term>) -> Result<snapshot::Snapshot, NotRestored> {
+        let snapshot = snapshot::load(&self.path, self.max_age)?;
         if let (Some(term), Some(identity)) = (term, &self.identity) {
             let Some(written) = &snapshot.lease else {
                 return Err(NotRestored::NoTerm);
@@ -144,7 +144,7 @@ impl Writer {
             while let Some((bytes, written)) = submitted.recv().await {
                 let path = path.clone();
                 let outcome = tokio::task::spawn_blocking(move || {
-                    state::write_atomic(&path, &bytes).map(|()| bytes.len())
+                    snapshot::write_atomic(&path, &bytes).map(|()| bytes.len())
                 })
                 .await;
                 match outcome {

@@ -12,8 +12,8 @@ use kube_event_metrics::config::LabelFilters;
 use kube_event_metrics::ingest::Ingest;
 use kube_event_metrics::ledger::UidKey;
 use kube_event_metrics::metrics::SelfStats;
+use kube_event_metrics::snapshot::{self, WatchPrint};
 use kube_event_metrics::source::{Delivery, ObjectName, Observation, OwnedLabels, Signal};
-use kube_event_metrics::state::{self, WatchPrint};
 use kube_event_metrics::store::SeriesStore;
 use proptest::prelude::*;
 
@@ -187,7 +187,7 @@ impl Exporter {
         self.state_file = old.state_file;
         if let Some(bytes) = restore {
             self.ingest.restore(
-                state::decode(bytes).expect("own snapshot decodes"),
+                snapshot::decode(bytes).expect("own snapshot decodes"),
                 &prints(exclude),
             );
         }

@@ -103,7 +103,7 @@ async fn corrupt_or_stale_state_falls_back_to_the_baseline() {
     );
     exporter.stop().await;
     assert!(
-        kube_event_metrics::state::load(&state, std::time::Duration::from_secs(60)).is_ok(),
+        kube_event_metrics::snapshot::load(&state, std::time::Duration::from_secs(60)).is_ok(),
         "the corrupt file was replaced by a good snapshot"
     );
 

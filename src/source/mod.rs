@@ -4,8 +4,8 @@
 
 pub mod demo;
 pub mod event;
-pub mod kube;
 pub mod replay;
+pub mod watch;
 
 use crate::classify::truncate;
 use crate::ledger::{NameKey, UidKey, WatchId};
