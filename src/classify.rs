@@ -243,7 +243,6 @@ const FAILED_CREATE: &[Class] = &[
     ),
 ];
 
-/// The HPA's FailedGet*Metric and FailedComputeMetricsReplicas.
 const HPA: &[Class] = &[
     class("missing-request", &["missing request for"]),
     class(
@@ -265,50 +264,39 @@ const HPA: &[Class] = &[
     ),
 ];
 
-const HPA_REASONS: &[&str] = &[
-    "FailedGetResourceMetric",
-    "FailedGetContainerResourceMetric",
-    "FailedGetPodsMetric",
-    "FailedGetObjectMetric",
-    "FailedGetExternalMetric",
-    "FailedComputeMetricsReplicas",
+/// Every reason of the catalogue: its classes, and whether its messages list reasons with node
+/// counts (FitError's histogram, which `counted_class` reads).
+const REASONS: &[(&str, &[Class], bool)] = &[
+    ("FailedScheduling", SCHEDULING, true),
+    ("NotTriggerScaleUp", SCHEDULING, true),
+    ("Failed", KUBELET_FAILED, false),
+    ("BackOff", BACK_OFF, false),
+    ("FailedMount", MOUNT, false),
+    ("FailedAttachVolume", MOUNT, false),
+    ("Unhealthy", UNHEALTHY, false),
+    ("Evicted", EVICTED, false),
+    ("FailedCreate", FAILED_CREATE, false),
+    // The HPA's FailedGet*Metric and FailedComputeMetricsReplicas.
+    ("FailedGetResourceMetric", HPA, false),
+    ("FailedGetContainerResourceMetric", HPA, false),
+    ("FailedGetPodsMetric", HPA, false),
+    ("FailedGetObjectMetric", HPA, false),
+    ("FailedGetExternalMetric", HPA, false),
+    ("FailedComputeMetricsReplicas", HPA, false),
 ];
 
-/// The catalogue's classes of `reason`, and whether its messages list reasons with node counts.
 fn catalogue_of(reason: &str) -> Option<(&'static [Class], bool)> {
-    Some(match reason {
-        "FailedScheduling" | "NotTriggerScaleUp" => (SCHEDULING, true),
-        "Failed" => (KUBELET_FAILED, false),
-        "BackOff" => (BACK_OFF, false),
-        "FailedMount" | "FailedAttachVolume" => (MOUNT, false),
-        "Unhealthy" => (UNHEALTHY, false),
-        "Evicted" => (EVICTED, false),
-        "FailedCreate" => (FAILED_CREATE, false),
-        hpa if HPA_REASONS.contains(&hpa) => (HPA, false),
-        _ => return None,
-    })
+    REASONS
+        .iter()
+        .find(|(known, _, _)| *known == reason)
+        .map(|(_, classes, counted)| (*classes, *counted))
 }
 
 /// Every reason of the catalogue with its classes (the documentation and the series bound).
 pub fn catalogue() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut reasons = vec![
-        "FailedScheduling",
-        "NotTriggerScaleUp",
-        "Failed",
-        "BackOff",
-        "FailedMount",
-        "FailedAttachVolume",
-        "Unhealthy",
-        "Evicted",
-        "FailedCreate",
-    ];
-    reasons.extend_from_slice(HPA_REASONS);
-    reasons
-        .into_iter()
-        .filter_map(|reason| {
-            let (classes, _) = catalogue_of(reason)?;
-            Some((reason, classes.iter().map(|c| c.name).collect()))
-        })
+    REASONS
+        .iter()
+        .map(|(reason, classes, _)| (*reason, classes.iter().map(|c| c.name).collect()))
         .collect()
 }
 

@@ -11,6 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::exemplar::CounterWithExemplar;
 use prometheus_client::registry::Registry;
 
+use crate::classify::MAX_CLASSES_PER_REASON;
 use crate::process::ProcessSnapshot;
 use crate::store::{Exemplar, Reading, SeriesStore};
 
@@ -137,6 +138,9 @@ impl Collector for ExporterCollector {
         }
         let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
         let stats = &self.stats;
+        let capped_help = format!(
+            "Events given the empty class because their reason already had its most classes ({MAX_CLASSES_PER_REASON})."
+        );
         let counters: [(&str, &str, u64); 7] = [
             (
                 "kube_event_metrics_watch_updates",
@@ -170,7 +174,7 @@ impl Collector for ExporterCollector {
             ),
             (
                 "kube_event_metrics_classes_capped",
-                "Events given the empty class because their reason already had its most classes (24).",
+                &capped_help,
                 load(&stats.classes_capped),
             ),
         ];

@@ -291,15 +291,6 @@ impl SeriesStore {
         Some(self.next_slot.fetch_add(1, Ordering::AcqRel))
     }
 
-    /// Whether `series` is exactly the series of `labels`: a cheap check that lets an update of a
-    /// known Event skip hashing its label set.
-    pub fn has_labels(&self, series: SeriesId, labels: &LabelValues<'_>) -> bool {
-        self.slots
-            .get(series as usize)
-            .and_then(|slot| slot.key.get())
-            .is_some_and(|key| decode_key(key) == labels.values())
-    }
-
     /// Whether `series` has the labels of `labels` apart from the class: an update of a known
     /// Event keeps the class it was given when first seen (classify once per Event).
     pub fn has_labels_but_class(&self, series: SeriesId, labels: &LabelValues<'_>) -> bool {
@@ -447,10 +438,10 @@ mod tests {
         let store = SeriesStore::new(10);
         let mut scratch = KeyScratch::default();
         let id = store.intern(&labels("shop", "BackOff"), &mut scratch);
-        assert!(store.has_labels(id, &labels("shop", "BackOff")));
-        assert!(!store.has_labels(id, &labels("shop", "Evicted")));
-        assert!(!store.has_labels(id + 1, &labels("shop", "BackOff")));
-        assert!(!store.has_labels(SeriesId::MAX, &labels("shop", "BackOff")));
+        assert!(store.has_labels_but_class(id, &labels("shop", "BackOff")));
+        assert!(!store.has_labels_but_class(id, &labels("shop", "Evicted")));
+        assert!(!store.has_labels_but_class(id + 1, &labels("shop", "BackOff")));
+        assert!(!store.has_labels_but_class(SeriesId::MAX, &labels("shop", "BackOff")));
     }
 
     #[test]
@@ -618,7 +609,7 @@ mod tests {
         let classed = store.intern(&classed, &mut scratch);
         assert_ne!(plain, classed);
         assert!(store.has_labels_but_class(classed, &labels("shop", "BackOff")));
-        assert!(!store.has_labels(classed, &labels("shop", "BackOff")));
+        assert!(!store.has_labels_but_class(classed, &labels("shop", "Evicted")));
         store.record_exemplar(classed, |e| e.set("Pod", "web-1", "node-1", 2, Some(1.5)));
         let mut seen = Vec::new();
         store

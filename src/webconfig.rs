@@ -79,7 +79,7 @@ pub struct WebSettings {
     verified: Mutex<HashSet<u64>>,
     hasher: RandomState,
     checks: tokio::sync::Semaphore,
-    checks_running: AtomicUsize,
+    /// The most checks that held a permit at once, for the tests of the bound.
     peak_checks: AtomicUsize,
     /// The config file and the files it names: a change to any of them triggers a reload.
     files: Vec<PathBuf>,
@@ -102,7 +102,6 @@ impl WebSettings {
             verified: Mutex::new(HashSet::new()),
             hasher: RandomState::new(),
             checks: tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
-            checks_running: AtomicUsize::new(0),
             peak_checks: AtomicUsize::new(0),
             files,
         }
@@ -138,12 +137,11 @@ impl WebSettings {
         if self.is_verified(key) {
             return true;
         }
-        let running = self.checks_running.fetch_add(1, Ordering::AcqRel) + 1;
+        let running = CONCURRENT_PASSWORD_CHECKS - self.checks.available_permits();
         self.peak_checks.fetch_max(running, Ordering::AcqRel);
         let valid = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
             .await
             .is_ok_and(|verified| verified.unwrap_or(false));
-        self.checks_running.fetch_sub(1, Ordering::AcqRel);
         if valid {
             self.verified
                 .lock()

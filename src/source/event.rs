@@ -349,18 +349,20 @@ impl SlimEvent {
         };
         let mut fields = self.fields;
         let occurrences = occurrences(&fields);
+        // Moved, not cloned; `eventTime` is copied only when nothing later names the time, as it
+        // is also the first timestamp below.
+        let observed = std::mem::take(&mut fields.series)
+            .into_value()
+            .and_then(|series| series.last_observed_time.into_value());
         let last_seen = [
-            fields
-                .series
-                .value()
-                .and_then(|series| series.last_observed_time.value().cloned()),
+            observed,
             std::mem::take(&mut fields.last_timestamp).into_value(),
             std::mem::take(&mut fields.deprecated_last_timestamp).into_value(),
-            fields.event_time.value().cloned(),
         ]
         .into_iter()
         .flatten()
-        .find(|time| !time.is_empty());
+        .find(|time| !time.is_empty())
+        .or_else(|| fields.event_time.value().filter(|t| !t.is_empty()).cloned());
         let first_timestamp = [
             std::mem::take(&mut fields.first_timestamp),
             std::mem::take(&mut fields.deprecated_first_timestamp),
