@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::classify;
 pub use crate::filters::LabelFilters;
 use crate::ledger::TombstoneLimits;
-use crate::source::watch::WatchSpec;
+use crate::source::watch::{ListMode, WatchSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +93,16 @@ pub struct Flags {
         default_value = "290s"
     )]
     pub watch_timeout: String,
+
+    /// How each watch lists: a streaming list where the API server serves one (from its watch
+    /// cache, Kubernetes 1.32 and 1.34+), else pages (auto); or always one of them.
+    #[arg(
+        long = "watch.list-mode",
+        value_name = "MODE",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub watch_list_mode: ListMode,
 
     /// Count only Events whose reason matches this regex (anchored; repeatable: any may match).
     #[arg(long = "include-reason", value_name = "REGEX")]
@@ -431,6 +441,8 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     #[serde(rename = "watch.timeout")]
     watch_timeout: Option<String>,
+    #[serde(rename = "watch.list-mode")]
+    watch_list_mode: Option<ListMode>,
     #[serde(rename = "leader-election")]
     leader_election: Option<bool>,
     #[serde(rename = "leader-election.lease-name")]
@@ -570,6 +582,7 @@ impl FileSettings {
             log_level,
             log_format,
             watch_timeout,
+            watch_list_mode,
             leader_election,
             lease_name,
             lease_namespace,
@@ -780,6 +793,7 @@ impl Config {
                 namespace: None,
                 field_selector,
                 timeout_seconds,
+                list_mode: flags.watch_list_mode,
             }]
         } else {
             namespaces
@@ -788,6 +802,7 @@ impl Config {
                     namespace: Some(namespace),
                     field_selector: field_selector.clone(),
                     timeout_seconds,
+                    list_mode: flags.watch_list_mode,
                 })
                 .collect()
         };
@@ -929,6 +944,7 @@ mod tests {
                     namespace: None,
                     field_selector: None,
                     timeout_seconds: 290,
+                    list_mode: ListMode::Auto,
                 }]
             }
         );

@@ -12,7 +12,7 @@ use crate::config::LabelFilters;
 use crate::ledger::{Ledger, NamedAt, Outcome, TombstoneLimits, WatchId};
 use crate::metrics::SelfStats;
 use crate::snapshot;
-use crate::source::{Delivery, Observation, Signal, unix_seconds};
+use crate::source::{Delivery, ListPlan, Observation, Signal, unix_seconds};
 use crate::store::{KeyScratch, SeriesStore};
 
 pub struct Ingest {
@@ -22,6 +22,8 @@ pub struct Ingest {
     filters: LabelFilters,
     classifier: Classifier,
     scratch: KeyScratch,
+    /// Per watch: whether its latest list streamed, once it has listed.
+    streaming: Vec<Option<bool>>,
 }
 
 impl Ingest {
@@ -39,6 +41,7 @@ impl Ingest {
             filters,
             classifier: Classifier::new(Vec::new(), MAX_CLASSES_PER_REASON),
             scratch: KeyScratch::default(),
+            streaming: vec![None; watches],
         }
     }
 
@@ -89,6 +92,10 @@ impl Ingest {
 
     pub fn handle(&mut self, signal: Signal) {
         let result = match signal {
+            Signal::ListPlan(plan) => {
+                self.plan(plan);
+                Ok(())
+            }
             Signal::ListStarted(watch) => self.list_started(watch),
             Signal::Object {
                 watch,
@@ -121,6 +128,36 @@ impl Ingest {
         if let Err(error) = result {
             warn!(%error, "signal for an unknown watch ignored");
         }
+    }
+
+    fn plan(&mut self, plan: ListPlan) {
+        if let Some(expected) = plan.expected {
+            self.ledger.reserve_for_list(expected);
+        }
+        let Some(mode) = self.streaming.get_mut(usize::from(plan.watch)) else {
+            return;
+        };
+        if *mode != Some(plan.streaming) {
+            info!(
+                watch = plan.watch,
+                list = if plan.streaming {
+                    "streaming"
+                } else {
+                    "paginated"
+                },
+                expected = plan.expected,
+                "listing"
+            );
+        }
+        *mode = Some(plan.streaming);
+        let streaming = self.streaming.iter().filter(|mode| **mode == Some(true));
+        let paginated = self.streaming.iter().filter(|mode| **mode == Some(false));
+        self.stats
+            .streaming_watches
+            .store(streaming.count() as u64, Ordering::Relaxed);
+        self.stats
+            .paginated_watches
+            .store(paginated.count() as u64, Ordering::Relaxed);
     }
 
     fn list_started(&mut self, watch: WatchId) -> Result<(), crate::ledger::LedgerError> {

@@ -266,6 +266,10 @@ pub enum LedgerError {
     UnknownWatch(WatchId),
 }
 
+/// Far beyond the Events of the largest clusters (about 2 per node-minute of churn, an hour's
+/// worth), small enough that a wrong `remainingItemCount` cannot reserve more than ~0.5 GiB.
+const MAX_RESERVED_EVENTS: usize = 16_000_000;
+
 pub struct Ledger {
     entries: HashMap<UidKey, Entry, UidKeyHasher>,
     watches: Vec<WatchState>,
@@ -314,6 +318,16 @@ impl Ledger {
         for (name, occurrences, deleted_at) in remembered {
             self.tombstones.insert(name, occurrences, deleted_at);
         }
+    }
+
+    /// Makes room for a list of `expected` objects before it arrives, so a large first list
+    /// does not double the table at its end and hold both copies at once. Bounded, because the
+    /// number comes from the API server; memory that cannot be had is left to normal growth.
+    pub fn reserve_for_list(&mut self, expected: usize) {
+        let additional = expected
+            .min(MAX_RESERVED_EVENTS)
+            .saturating_sub(self.entries.len());
+        let _ = self.entries.try_reserve(additional);
     }
 
     /// Number of Events remembered.

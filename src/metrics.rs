@@ -26,6 +26,9 @@ pub struct SelfStats {
     /// Events given the empty class because their reason had its most classes.
     pub classes_capped: AtomicU64,
     pub tracked_events: AtomicU64,
+    /// Watches whose latest list was a streaming list, and those that listed in pages.
+    pub streaming_watches: AtomicU64,
+    pub paginated_watches: AtomicU64,
     /// Deleted Events remembered by name, to recognise their re-creation.
     pub tombstones: AtomicU64,
     /// Milliseconds since the epoch of the last watch update; 0 until the first.
@@ -219,6 +222,22 @@ impl Collector for ExporterCollector {
             encoder
                 .encode_descriptor(name, help, None, MetricType::Gauge)?
                 .encode_gauge(&value)?;
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "kube_event_metrics_watches",
+                "Watches by how their latest list came: streaming (the initial events of a watch) or paginated.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (list, value) in [
+                ("streaming", &stats.streaming_watches),
+                ("paginated", &stats.paginated_watches),
+            ] {
+                family
+                    .encode_family(&[("list", list)])?
+                    .encode_gauge(&load(value))?;
+            }
         }
         encoder
             .encode_descriptor(

@@ -316,6 +316,7 @@ async fn max_series_folds_new_label_sets() {
 async fn paginated_lists_are_read_whole() {
     let api = FakeApi::start().await;
     api.change(|state| {
+        state.refuse_streaming_lists();
         for n in 0..1234 {
             state.create(&EventSpec::new("big", &format!("p{n}.x"), "BackOff", 1));
         }
@@ -357,6 +358,14 @@ async fn exposition_has_every_self_metric_and_help() {
         s.own(name);
     }
     assert!(s.text.contains("# TYPE kube_events_total counter"));
+    assert!(s.text.contains("# TYPE kube_event_metrics_watches gauge"));
+    for list in ["streaming", "paginated"] {
+        assert!(
+            s.value("kube_event_metrics_watches", &[("list", list)])
+                .is_some(),
+            "{list}"
+        );
+    }
     assert_eq!(s.own("leader"), 1.0);
     assert_eq!(
         s.value(

@@ -330,6 +330,10 @@ impl SlimEvent {
         serde_json::from_str(text)
     }
 
+    pub fn resource_version(&self) -> Option<&str> {
+        self.meta.resource_version.as_deref()
+    }
+
     pub fn name(&self) -> &str {
         self.meta.name.as_deref().unwrap_or("<unnamed>")
     }

@@ -100,12 +100,25 @@ pub enum Delivery {
     Deleted,
 }
 
+/// How a watch lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListPlan {
+    pub watch: WatchId,
+    /// A streaming list (the initial events of a watch), else pages.
+    pub streaming: bool,
+    /// The objects the API server says the list holds, where it says.
+    pub expected: Option<usize>,
+}
+
 /// What a source reports, per watch.
 // Objects are nearly every signal: boxing them would add an allocation per update to save space
 // only on the rare list and error signals.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
+    /// How the next list of a watch comes, before its `ListStarted`: for the mode metric and to
+    /// size the ledger once.
+    ListPlan(ListPlan),
     ListStarted(WatchId),
     Object {
         watch: WatchId,

@@ -1,12 +1,46 @@
-//! The Kubernetes source: one kube-runtime watcher per watch on core/v1 Events.
+//! The Kubernetes source: per watch, a list and then a watch that resumes from the last
+//! resourceVersion, relisting after 410 Gone.
+//!
+//! The list is a streaming list (KEP-3157: `sendInitialEvents=true`, the current objects as
+//! watch events up to a BOOKMARK annotated `k8s.io/initial-events-end`) where the API server
+//! serves one, which it does from its watch cache without reading every Event from etcd, and
+//! otherwise a paginated LIST. Either way the objects before the end of the list are the list
+//! to the counting rules. kube-runtime's watcher is not used: it asks for the initial events at
+//! resourceVersion 0 (any age, so a stale cache after a 410 would count occurrences twice), it
+//! retries a refused streaming list forever, and it hides `remainingItemCount`.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use kube::core::Status;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event as WatcherEvent};
 use kube::{Api, Client};
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+use tokio::time::{Instant, Sleep};
+use tracing::{info, warn};
 
-use super::{Delivery, Signal, SlimEvent};
+use super::{Delivery, ListPlan, Signal, SlimEvent};
 use crate::ledger::WatchId;
+
+/// How a watch gets its list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListMode {
+    /// Streaming where the API server serves it, else pages; decided per watch.
+    #[default]
+    Auto,
+    /// Always a streaming list; a server that refuses it gets retried with backoff.
+    Streaming,
+    /// Always a paginated LIST.
+    Paginated,
+}
 
 /// What one watch selects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,10 +52,18 @@ pub struct WatchSpec {
     /// Seconds the API server keeps a watch open; a stream silent for 5 s longer than this is
     /// taken as stalled and reopened.
     pub timeout_seconds: u32,
+    pub list_mode: ListMode,
 }
 
 /// kube's and client-go's default: just under the API server's 5-minute cap.
 pub const DEFAULT_WATCH_TIMEOUT_SECONDS: u32 = 290;
+
+/// Items per page of a paginated list, as client-go's reflector asks.
+const PAGE_SIZE: u32 = 500;
+
+/// A stream silent this much longer than its timeout is taken as dead (a lost connection whose
+/// close never arrives).
+const IDLE_MARGIN: Duration = Duration::from_secs(5);
 
 impl WatchSpec {
     pub fn describe(&self) -> String {
@@ -38,6 +80,7 @@ pub fn watch_events(
     client: Client,
     specs: &[WatchSpec],
 ) -> impl Stream<Item = Signal> + Send + use<> {
+    let server_streams = Arc::new(OnceCell::new());
     let streams = specs.iter().enumerate().map(|(index, spec)| {
         // `Config` validation caps the watches at `MAX_WATCHES`, far below u16::MAX.
         let watch = WatchId::try_from(index).unwrap_or(WatchId::MAX);
@@ -45,82 +88,509 @@ pub fn watch_events(
             Some(namespace) => Api::namespaced(client.clone(), namespace),
             None => Api::all(client.clone()),
         };
-        // A consistent (quorum) list: `Any` may serve a stale cache after a 410, and an older
-        // count would be re-baselined and then counted a second time.
-        let mut config =
-            watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
-        if let Some(selector) = &spec.field_selector {
-            config = config.fields(selector);
-        }
-        config = config.timeout(spec.timeout_seconds);
-        watcher::watcher(api, config)
-            .default_backoff()
-            .map(move |item| to_signal(watch, item))
-            .boxed()
+        let driver = Driver {
+            api,
+            client: client.clone(),
+            watch,
+            spec: spec.clone(),
+            streaming: None,
+            server_streams: Arc::clone(&server_streams),
+            phase: Phase::Start,
+            pending: VecDeque::new(),
+            listed: false,
+        };
+        futures::stream::unfold(driver, |mut driver| async move {
+            let item = driver.next().await;
+            Some((item, driver))
+        })
+        .default_backoff()
+        .map(move |item| match item {
+            Ok(signal) => signal,
+            Err(failure) => Signal::WatchError {
+                watch,
+                message: failure.describe(),
+            },
+        })
+        .boxed()
     });
     futures::stream::select_all(streams)
 }
 
-fn to_signal(watch: WatchId, item: Result<WatcherEvent<SlimEvent>, watcher::Error>) -> Signal {
-    let object = |delivery, event: SlimEvent| Signal::Object {
-        watch,
-        delivery,
-        event: event.into_observation(),
-    };
-    match item {
-        Ok(WatcherEvent::Init) => Signal::ListStarted(watch),
-        Ok(WatcherEvent::InitApply(event)) => object(Delivery::Listed, event),
-        Ok(WatcherEvent::InitDone) => Signal::ListDone(watch),
-        Ok(WatcherEvent::Apply(event)) => object(Delivery::Applied, event),
-        Ok(WatcherEvent::Delete(event)) => object(Delivery::Deleted, event),
-        Err(error) => Signal::WatchError {
-            watch,
-            message: describe_error(&error),
-        },
+type Lines = BoxStream<'static, kube::Result<WatchEvent<SlimEvent>>>;
+
+/// A watch response with a stall detector that costs a clock read per line, not a timer.
+struct WatchStream {
+    lines: Lines,
+    idle: Duration,
+    last_line: Instant,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl WatchStream {
+    fn new(lines: Lines, timeout_seconds: u32) -> Self {
+        let idle = Duration::from_secs(u64::from(timeout_seconds)) + IDLE_MARGIN;
+        let now = Instant::now();
+        Self {
+            lines,
+            idle,
+            last_line: now,
+            deadline: Box::pin(tokio::time::sleep_until(now + idle)),
+        }
+    }
+
+    /// The next line, or `None` when the stream ended or went silent for too long.
+    async fn next(&mut self) -> Option<kube::Result<WatchEvent<SlimEvent>>> {
+        loop {
+            tokio::select! {
+                biased;
+                line = self.lines.next() => {
+                    self.last_line = Instant::now();
+                    return line;
+                }
+                () = self.deadline.as_mut() => {
+                    let due = self.last_line + self.idle;
+                    if Instant::now() >= due {
+                        return None;
+                    }
+                    self.deadline.as_mut().reset(due);
+                }
+            }
+        }
     }
 }
 
-/// A cause a person can act on: a 403 names the verb and resource the RBAC role lacks.
-pub fn describe_error(error: &watcher::Error) -> String {
-    let (verb, client_error) = match error {
-        watcher::Error::InitialListFailed(e) => ("list", Some(e)),
-        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", Some(e)),
-        watcher::Error::WatchError(status) if status.code == 403 => {
-            return format!(
-                "forbidden: the service account may not watch events (RBAC verb \"watch\" on resource \"events\" is missing): {}",
-                status.message
+enum Phase {
+    /// Decide how to list, and begin.
+    Start,
+    /// A paginated list; `None` before the first page.
+    Pages { continue_token: Option<String> },
+    /// A streaming list, up to its end bookmark.
+    Initial { stream: WatchStream },
+    /// Open a watch from here.
+    Resume { resource_version: String },
+    Watching {
+        resource_version: String,
+        stream: WatchStream,
+    },
+}
+
+/// Why a step failed; the stream backs off before the next one.
+#[derive(Debug)]
+pub enum Failure {
+    List(kube::Error),
+    WatchStart(kube::Error),
+    Stream(kube::Error),
+    /// An `ERROR` line of a watch stream.
+    Status(Box<Status>),
+    /// A list without the resourceVersion to watch from.
+    NoResourceVersion,
+}
+
+struct Driver {
+    api: Api<SlimEvent>,
+    client: Client,
+    watch: WatchId,
+    spec: WatchSpec,
+    /// Under `auto`, how this watch lists once decided.
+    streaming: Option<bool>,
+    /// Whether the API server's version can serve streaming lists, asked once for all watches.
+    server_streams: Arc<OnceCell<bool>>,
+    phase: Phase,
+    pending: VecDeque<Signal>,
+    /// A list has started before: only the first one is worth sizing the ledger for.
+    listed: bool,
+}
+
+impl Driver {
+    async fn next(&mut self) -> Result<Signal, Failure> {
+        loop {
+            if let Some(signal) = self.pending.pop_front() {
+                return Ok(signal);
+            }
+            let phase = std::mem::replace(&mut self.phase, Phase::Start);
+            self.phase = match phase {
+                Phase::Start => self.start().await?,
+                Phase::Pages { continue_token } => self.page(continue_token).await?,
+                Phase::Initial { stream } => match self.initial(stream).await {
+                    Step::Emit(signal, phase) => {
+                        self.phase = phase;
+                        return signal;
+                    }
+                    Step::Go(phase) => phase,
+                },
+                Phase::Resume { resource_version } => {
+                    match self.open_watch(&resource_version, false).await {
+                        Ok(stream) => Phase::Watching {
+                            resource_version,
+                            stream,
+                        },
+                        Err(error) => {
+                            self.phase = Phase::Resume { resource_version };
+                            return Err(Failure::WatchStart(error));
+                        }
+                    }
+                }
+                Phase::Watching {
+                    resource_version,
+                    stream,
+                } => match self.watching(resource_version, stream).await {
+                    Step::Emit(signal, phase) => {
+                        self.phase = phase;
+                        return signal;
+                    }
+                    Step::Go(phase) => phase,
+                },
+            };
+        }
+    }
+
+    fn signal(&self, delivery: Delivery, event: SlimEvent) -> Signal {
+        Signal::Object {
+            watch: self.watch,
+            delivery,
+            event: event.into_observation(),
+        }
+    }
+
+    async fn use_streaming(&mut self) -> bool {
+        match self.spec.list_mode {
+            ListMode::Streaming => true,
+            ListMode::Paginated => false,
+            ListMode::Auto => {
+                if let Some(decided) = self.streaming {
+                    return decided;
+                }
+                let client = self.client.clone();
+                let decided = *self
+                    .server_streams
+                    .get_or_init(|| async move { server_version_streams(&client).await })
+                    .await;
+                self.streaming = Some(decided);
+                decided
+            }
+        }
+    }
+
+    async fn start(&mut self) -> Result<Phase, Failure> {
+        if !self.use_streaming().await {
+            return Ok(Phase::Pages {
+                continue_token: None,
+            });
+        }
+        match self.open_watch("", true).await {
+            Ok(stream) => {
+                // Counted while the first initial events wait in the socket.
+                let expected = if self.listed {
+                    None
+                } else {
+                    self.count_objects().await
+                };
+                self.begin_list(true, expected);
+                Ok(Phase::Initial { stream })
+            }
+            Err(error) if self.spec.list_mode == ListMode::Auto && refuses_streaming(&error) => {
+                warn!(
+                    watch = self.watch,
+                    error = %error,
+                    "the API server refuses streaming lists; this watch lists in pages"
+                );
+                self.streaming = Some(false);
+                Ok(Phase::Start)
+            }
+            Err(error) => Err(Failure::WatchStart(error)),
+        }
+    }
+
+    fn begin_list(&mut self, streaming: bool, expected: Option<usize>) {
+        self.listed = true;
+        self.pending.push_back(Signal::ListPlan(ListPlan {
+            watch: self.watch,
+            streaming,
+            expected,
+        }));
+        self.pending.push_back(Signal::ListStarted(self.watch));
+    }
+
+    /// How many objects the first list will bring, from a one-item page's
+    /// `remainingItemCount` (absent under a field selector): enough to size the ledger once
+    /// instead of doubling it as the list arrives.
+    async fn count_objects(&mut self) -> Option<usize> {
+        let params = self.list_params(Some(1), None);
+        let page = self.api.list(&params).await.ok()?;
+        let remaining = page.metadata.remaining_item_count?;
+        usize::try_from(remaining)
+            .ok()?
+            .checked_add(page.items.len())
+    }
+
+    fn list_params(&self, limit: Option<u32>, continue_token: Option<String>) -> ListParams {
+        ListParams {
+            field_selector: self.spec.field_selector.clone(),
+            limit,
+            continue_token,
+            // Unset: a consistent read. `0` may serve a stale cache after a 410, and an older
+            // count would be re-baselined and then counted a second time.
+            resource_version: None,
+            ..ListParams::default()
+        }
+    }
+
+    async fn page(&mut self, continue_token: Option<String>) -> Result<Phase, Failure> {
+        let first = continue_token.is_none();
+        let params = self.list_params(Some(PAGE_SIZE), continue_token);
+        // A failed page restarts the list: its continue token may have expired.
+        let page = self.api.list(&params).await.map_err(Failure::List)?;
+        if first {
+            let expected = page
+                .metadata
+                .remaining_item_count
+                .and_then(|remaining| usize::try_from(remaining).ok())
+                .map(|remaining| remaining.saturating_add(page.items.len()));
+            self.begin_list(false, expected);
+        }
+        for event in page.items {
+            let signal = self.signal(Delivery::Listed, event);
+            self.pending.push_back(signal);
+        }
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => Ok(Phase::Pages {
+                continue_token: Some(token),
+            }),
+            None => {
+                let resource_version = page
+                    .metadata
+                    .resource_version
+                    .filter(|version| !version.is_empty())
+                    .ok_or(Failure::NoResourceVersion)?;
+                self.pending.push_back(Signal::ListDone(self.watch));
+                Ok(Phase::Resume { resource_version })
+            }
+        }
+    }
+
+    // `&mut`: the driver holds a stream that is `Send` but not `Sync`, so a shared borrow held
+    // across an await would make the future not `Send`.
+    async fn open_watch(
+        &mut self,
+        resource_version: &str,
+        initial_events: bool,
+    ) -> kube::Result<WatchStream> {
+        let params = WatchParams {
+            field_selector: self.spec.field_selector.clone(),
+            timeout: Some(self.spec.timeout_seconds),
+            bookmarks: true,
+            send_initial_events: initial_events,
+            ..WatchParams::default()
+        };
+        let lines = self.api.watch(&params, resource_version).await?.boxed();
+        Ok(WatchStream::new(lines, self.spec.timeout_seconds))
+    }
+
+    async fn initial(&mut self, mut stream: WatchStream) -> Step {
+        loop {
+            return match stream.next().await {
+                Some(Ok(WatchEvent::Added(event) | WatchEvent::Modified(event))) => Step::Emit(
+                    Ok(self.signal(Delivery::Listed, event)),
+                    Phase::Initial { stream },
+                ),
+                // The initial events of a streaming list are never deletions.
+                Some(Ok(WatchEvent::Deleted(_))) => continue,
+                Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+                    let ends_list = bookmark
+                        .metadata
+                        .annotations
+                        .get(INITIAL_EVENTS_END)
+                        .is_some_and(|value| value == "true");
+                    if !ends_list {
+                        // A server that streams the initial events sends no other bookmark
+                        // before their end: this one ignores `sendInitialEvents` (a proxy or an
+                        // aggregated server claiming a newer version) and would never end the
+                        // list.
+                        if self.spec.list_mode == ListMode::Auto {
+                            warn!(
+                                watch = self.watch,
+                                "the API server ignores streaming lists (a bookmark came before the end of the initial events); this watch lists in pages"
+                            );
+                            self.streaming = Some(false);
+                            return Step::Go(Phase::Start);
+                        }
+                        continue;
+                    }
+                    Step::Emit(
+                        Ok(Signal::ListDone(self.watch)),
+                        Phase::Watching {
+                            resource_version: bookmark.metadata.resource_version,
+                            stream,
+                        },
+                    )
+                }
+                Some(Ok(WatchEvent::Error(status))) => {
+                    let next = if status.code == 410 {
+                        Phase::Start
+                    } else {
+                        Phase::Initial { stream }
+                    };
+                    Step::Emit(Err(Failure::Status(status)), next)
+                }
+                Some(Err(error)) => {
+                    Step::Emit(Err(Failure::Stream(error)), Phase::Initial { stream })
+                }
+                // Ended before the list did: list again, from the start.
+                None => Step::Go(Phase::Start),
+            };
+        }
+    }
+
+    async fn watching(&mut self, mut resource_version: String, mut stream: WatchStream) -> Step {
+        loop {
+            let (delivery, event) = match stream.next().await {
+                Some(Ok(WatchEvent::Added(event) | WatchEvent::Modified(event))) => {
+                    (Delivery::Applied, event)
+                }
+                Some(Ok(WatchEvent::Deleted(event))) => (Delivery::Deleted, event),
+                Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+                    resource_version = bookmark.metadata.resource_version;
+                    continue;
+                }
+                Some(Ok(WatchEvent::Error(status))) => {
+                    let next = if status.code == 410 {
+                        Phase::Start
+                    } else {
+                        Phase::Watching {
+                            resource_version,
+                            stream,
+                        }
+                    };
+                    return Step::Emit(Err(Failure::Status(status)), next);
+                }
+                Some(Err(error)) => {
+                    return Step::Emit(
+                        Err(Failure::Stream(error)),
+                        Phase::Watching {
+                            resource_version,
+                            stream,
+                        },
+                    );
+                }
+                None => return Step::Go(Phase::Resume { resource_version }),
+            };
+            if let Some(version) = event.resource_version() {
+                resource_version.clear();
+                resource_version.push_str(version);
+            }
+            return Step::Emit(
+                Ok(self.signal(delivery, event)),
+                Phase::Watching {
+                    resource_version,
+                    stream,
+                },
             );
         }
-        watcher::Error::WatchError(status) if status.code == 410 => {
-            return format!("watch expired (410 Gone), relisting: {}", status.message);
-        }
-        _ => ("watch", None),
-    };
-    if let Some(kube::Error::Api(status)) = client_error
-        && status.code == 403
-    {
-        return format!(
-            "forbidden: the service account may not {verb} events (RBAC verb \"{verb}\" on resource \"events\" is missing): {}",
-            status.message
-        );
     }
-    error.to_string()
+}
+
+/// The annotation on the BOOKMARK that ends a streaming list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
+// Returned once per step and moved straight on: boxing would allocate per update (as `Signal`).
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Emit(Result<Signal, Failure>, Phase),
+    Go(Phase),
+}
+
+/// A server without the WatchList feature gate (1.27–1.31 by default, 1.33, aggregated API
+/// servers) answers a streaming list with 422 Invalid: "sendInitialEvents is forbidden for watch
+/// unless the WatchList feature gate is enabled". 400 is what a proxy or an older validation
+/// says to a parameter it does not know.
+fn refuses_streaming(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 422 || status.code == 400)
+}
+
+/// Servers before 1.27 do not know `sendInitialEvents`, ignore it, and stream the current
+/// objects without ever ending the list: they must be listed in pages. A version that cannot be
+/// read is given the benefit of the doubt; a refusal still falls back.
+async fn server_version_streams(client: &Client) -> bool {
+    match client.apiserver_version().await {
+        Ok(info) => {
+            let streams = version_streams(&info.major, &info.minor);
+            info!(
+                version = %info.git_version,
+                streaming_lists = streams,
+                "API server version"
+            );
+            streams
+        }
+        Err(error) => {
+            warn!(%error, "could not read the API server version; trying streaming lists");
+            true
+        }
+    }
+}
+
+/// Whether `major.minor` (as `/version` writes them: "1", "27+" on some distributions) is 1.27
+/// or later.
+fn version_streams(major: &str, minor: &str) -> bool {
+    fn leading_number(text: &str) -> Option<u32> {
+        let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+    match (leading_number(major), leading_number(minor)) {
+        (Some(major), _) if major > 1 => true,
+        (Some(1), Some(minor)) => minor >= 27,
+        _ => true,
+    }
+}
+
+impl Failure {
+    /// A cause a person can act on: a 403 names the verb and resource the RBAC role lacks.
+    pub fn describe(&self) -> String {
+        let (verb, error) = match self {
+            Failure::List(error) => ("list", error),
+            Failure::WatchStart(error) | Failure::Stream(error) => ("watch", error),
+            Failure::Status(status) if status.code == 403 => {
+                return forbidden("watch", &status.message);
+            }
+            Failure::Status(status) if status.code == 410 => {
+                return format!("watch expired (410 Gone), relisting: {}", status.message);
+            }
+            Failure::Status(status) => {
+                return format!("watch error {}: {}", status.code, status.message);
+            }
+            Failure::NoResourceVersion => {
+                return "the list carried no resourceVersion to watch from; listing again"
+                    .to_string();
+            }
+        };
+        match error {
+            kube::Error::Api(status) if status.code == 403 => forbidden(verb, &status.message),
+            other => format!("{verb} failed: {other}"),
+        }
+    }
+}
+
+fn forbidden(verb: &str, message: &str) -> String {
+    format!(
+        "forbidden: the service account may not {verb} events (RBAC verb \"{verb}\" on resource \"events\" is missing): {message}"
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use kube::core::Status;
-
     use super::*;
 
-    fn forbidden() -> Status {
-        Status::failure("events is forbidden", "Forbidden").with_code(403)
+    fn status(code: u16, reason: &str, message: &str) -> Status {
+        Status::failure(message, reason).with_code(code)
+    }
+
+    fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(status(code, reason, message).boxed())
     }
 
     #[test]
     fn forbidden_list_names_the_missing_verb_and_resource() {
-        let error = watcher::Error::InitialListFailed(kube::Error::Api(forbidden().boxed()));
-        let text = describe_error(&error);
+        let failure = Failure::List(api_error(403, "Forbidden", "events is forbidden"));
+        let text = failure.describe();
         assert!(
             text.contains("RBAC verb \"list\" on resource \"events\""),
             "{text}"
@@ -129,25 +599,46 @@ mod tests {
 
     #[test]
     fn forbidden_watch_names_the_missing_verb() {
-        let error = watcher::Error::WatchStartFailed(kube::Error::Api(forbidden().boxed()));
-        assert!(describe_error(&error).contains("RBAC verb \"watch\""));
-        let in_stream = watcher::Error::WatchError(forbidden().boxed());
-        assert!(describe_error(&in_stream).contains("RBAC verb \"watch\""));
+        let failure = Failure::WatchStart(api_error(403, "Forbidden", "events is forbidden"));
+        assert!(failure.describe().contains("RBAC verb \"watch\""));
+        let in_stream = Failure::Status(Box::new(status(403, "Forbidden", "no")));
+        assert!(in_stream.describe().contains("RBAC verb \"watch\""));
     }
 
     #[test]
     fn other_errors_keep_their_cause() {
-        let gone = watcher::Error::WatchError(
-            Status::failure("too old resource version", "Expired")
-                .with_code(410)
-                .boxed(),
+        let gone = Failure::Status(Box::new(status(410, "Expired", "too old resource version")));
+        assert!(gone.describe().contains("410 Gone"));
+        let server = Failure::List(api_error(500, "InternalError", "etcd timeout"));
+        assert!(server.describe().contains("etcd timeout"));
+    }
+
+    #[test]
+    fn a_server_without_the_watch_list_gate_refuses_and_nothing_else_does() {
+        let gate_off = api_error(
+            422,
+            "Invalid",
+            "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
         );
-        assert!(describe_error(&gone).contains("410 Gone"));
-        let server = watcher::Error::InitialListFailed(kube::Error::Api(
-            Status::failure("etcd timeout", "InternalError")
-                .with_code(500)
-                .boxed(),
-        ));
-        assert!(describe_error(&server).contains("etcd timeout"));
+        assert!(refuses_streaming(&gate_off));
+        assert!(refuses_streaming(&api_error(400, "BadRequest", "unknown")));
+        assert!(!refuses_streaming(&api_error(403, "Forbidden", "no")));
+        assert!(!refuses_streaming(&api_error(500, "InternalError", "etcd")));
+        assert!(!refuses_streaming(&api_error(
+            429,
+            "TooManyRequests",
+            "slow down"
+        )));
+    }
+
+    #[test]
+    fn versions_before_1_27_list_in_pages() {
+        assert!(!version_streams("1", "26"));
+        assert!(!version_streams("1", "19+"));
+        assert!(version_streams("1", "27"));
+        assert!(version_streams("1", "34+"));
+        assert!(version_streams("2", "0"));
+        // Unreadable versions try streaming; a refusal still falls back.
+        assert!(version_streams("", ""));
     }
 }

@@ -75,9 +75,34 @@ pub struct State {
     lease_partitioned: Vec<String>,
     /// Lease writes (POST, PUT, PATCH) per bearer token.
     lease_writes: HashMap<String, u64>,
+    /// How a watch with `sendInitialEvents=true` is answered.
+    pub watch_list: WatchList,
+    /// `/version`'s major and minor.
+    pub version: (String, String),
+    /// Streaming lists answered: the current objects, then the end bookmark.
+    pub streaming_lists: u64,
+}
+
+/// What the server does with a streaming list request (KEP-3157).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WatchList {
+    /// The initial events, then a BOOKMARK annotated `k8s.io/initial-events-end`, as from 1.34.
+    #[default]
+    Served,
+    /// 422 Invalid, as a server with the WatchList feature gate off (1.33, say).
+    Refused,
+    /// The parameter is unknown and ignored, as before 1.27: the current objects as ADDED and no
+    /// end bookmark.
+    Ignored,
 }
 
 impl State {
+    /// Answers streaming lists as a Kubernetes 1.33 server does: refused (its gate is off).
+    pub fn refuse_streaming_lists(&mut self) {
+        self.watch_list = WatchList::Refused;
+        self.version = ("1".into(), "33".into());
+    }
+
     fn bump(&mut self) -> u64 {
         self.resource_version += 1;
         self.resource_version
@@ -343,7 +368,10 @@ impl FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                version: ("1".into(), "34".into()),
+                ..State::default()
+            }),
             changed: Notify::new(),
         });
         let server = shared.clone();
@@ -494,6 +522,8 @@ struct Query {
     field_selector: Vec<(String, bool, String)>,
     bookmarks: bool,
     timeout: Option<Duration>,
+    send_initial_events: bool,
+    resource_version_match: Option<String>,
 }
 
 fn parse_query(query: &str) -> Result<Query, String> {
@@ -507,6 +537,8 @@ fn parse_query(query: &str) -> Result<Query, String> {
             "limit" => parsed.limit = Some(value.parse().map_err(|_| "bad limit".to_string())?),
             "continue" => parsed.continue_token = Some(value),
             "allowWatchBookmarks" => parsed.bookmarks = value == "true",
+            "sendInitialEvents" => parsed.send_initial_events = value == "true",
+            "resourceVersionMatch" => parsed.resource_version_match = Some(value),
             "timeoutSeconds" => {
                 parsed.timeout = Some(Duration::from_secs(
                     value
@@ -628,6 +660,19 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         Err(_) => Bytes::new(),
     };
     let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    // Readable by everyone (system:public-info-viewer), so injected failures spare it.
+    if path == "/version" {
+        let (major, minor) = state.version.clone();
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "major": major,
+                "minor": minor,
+                "gitVersion": format!("v{major}.{minor}.0"),
+                "platform": "linux/amd64",
+            }),
+        );
+    }
     state.requests.push(format!("{method} {path}?{query_text}"));
     if let Some(code) = state.failures.pop_front() {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -710,9 +755,19 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             );
         }
     };
+    if let Some(refusal) = refuse_list_options(state.watch_list, &query) {
+        return json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &status_body(422, "Invalid", &refusal),
+        );
+    }
     if query.watch {
+        let streaming = query.send_initial_events && state.watch_list == WatchList::Served;
+        if streaming {
+            state.streaming_lists += 1;
+        }
         drop(state);
-        watch(shared, namespace, query)
+        watch(shared, namespace, query, streaming)
     } else {
         list(&mut state, namespace.as_deref(), &query)
     }
@@ -863,6 +918,50 @@ fn lease(
     }
 }
 
+/// The API server's validation of the streaming-list options (apimachinery's
+/// `ValidateListOptions`), with the gate on or off.
+fn refuse_list_options(watch_list: WatchList, query: &Query) -> Option<String> {
+    let invalid = |field: &str, why: &str| {
+        format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {why}")
+    };
+    if watch_list == WatchList::Ignored {
+        return None;
+    }
+    let not_older = query.resource_version_match.as_deref() == Some("NotOlderThan");
+    if query.send_initial_events {
+        if !query.watch {
+            return Some(invalid(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+        if watch_list == WatchList::Refused {
+            return Some(invalid(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+            ));
+        }
+        if !not_older {
+            return Some(invalid(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !query.bookmarks {
+            return Some(invalid(
+                "allowWatchBookmarks",
+                "allowWatchBookmarks must be true when sendInitialEvents is set",
+            ));
+        }
+    } else if query.watch && query.resource_version_match.is_some() {
+        return Some(invalid(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
+    }
+    None
+}
+
 fn list(state: &mut State, namespace: Option<&str>, query: &Query) -> Response<Body> {
     let (snapshot_id, offset) = match &query.continue_token {
         Some(token) => {
@@ -924,7 +1023,12 @@ fn watch_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
-fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Response<Body> {
+fn watch(
+    shared: Arc<Shared>,
+    namespace: Option<String>,
+    query: Query,
+    streaming: bool,
+) -> Response<Body> {
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let deadline = query
@@ -938,7 +1042,8 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
                 .filter(|rv| !rv.is_empty() && *rv != "0")
                 .map(|rv| rv.parse::<u64>().unwrap_or(0));
             let mut pending = Vec::new();
-            let expire_now = state.expire_next_watches > 0;
+            // A streaming list asks for no resourceVersion, which never expires.
+            let expire_now = state.expire_next_watches > 0 && !streaming;
             if expire_now {
                 state.expire_next_watches -= 1;
             }
@@ -947,6 +1052,24 @@ fn watch(shared: Arc<Shared>, namespace: Option<String>, query: Query) -> Respon
                     let status = status_body(410, "Expired", "too old resource version");
                     pending.push(watch_line("ERROR", &status));
                     None
+                }
+                // NotOlderThan: the current objects are at least as new as any version asked for.
+                _ if streaming => {
+                    for object in state.objects.values() {
+                        if selected(object, namespace.as_deref(), &query) {
+                            pending.push(watch_line("ADDED", object));
+                        }
+                    }
+                    let end = json!({
+                        "kind": "Event",
+                        "apiVersion": "v1",
+                        "metadata": {
+                            "resourceVersion": state.resource_version.to_string(),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    });
+                    pending.push(watch_line("BOOKMARK", &end));
+                    Some(state.resource_version)
                 }
                 Some(rv) if rv < state.compacted || rv > state.resource_version => {
                     let status = status_body(
