@@ -330,8 +330,13 @@ impl SlimEvent {
         serde_json::from_str(text)
     }
 
-    pub fn resource_version(&self) -> Option<&str> {
-        self.meta.resource_version.as_deref()
+    /// Where a watch resumes after this object, moved out (not copied) before the object
+    /// becomes its counting view.
+    pub fn take_resource_version(&mut self) -> Option<String> {
+        self.meta
+            .resource_version
+            .take()
+            .filter(|version| !version.is_empty())
     }
 
     pub fn name(&self) -> &str {

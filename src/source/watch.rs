@@ -9,14 +9,15 @@
 //! resourceVersion 0 (any age, so a stale cache after a 410 would count occurrences twice), it
 //! retries a refused streaming list forever, and it hides `remainingItemCount`.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::ValueEnum;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use http_body_util::BodyExt;
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::core::Status;
 use kube::runtime::WatchStreamExt;
@@ -24,9 +25,9 @@ use kube::{Api, Client};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 use tokio::time::{Instant, Sleep};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::{Delivery, ListPlan, Signal, SlimEvent};
+use super::{Delivery, ListPlan, Malformed, Observation, Signal, SlimEvent};
 use crate::ledger::WatchId;
 
 /// How a watch gets its list.
@@ -96,7 +97,8 @@ pub fn watch_events(
             streaming: None,
             server_streams: Arc::clone(&server_streams),
             phase: Phase::Start,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
+            failed: None,
             listed: false,
         };
         futures::stream::unfold(driver, |mut driver| async move {
@@ -105,18 +107,105 @@ pub fn watch_events(
         })
         .default_backoff()
         .map(move |item| match item {
-            Ok(signal) => signal,
-            Err(failure) => Signal::WatchError {
+            Ok(signals) => signals,
+            Err(failure) => vec![Signal::WatchError {
                 watch,
                 message: failure.describe(),
-            },
+            }],
         })
         .boxed()
     });
-    futures::stream::select_all(streams)
+    futures::stream::select_all(streams).flat_map(futures::stream::iter)
 }
 
-type Lines = BoxStream<'static, kube::Result<WatchEvent<SlimEvent>>>;
+type Chunks = BoxStream<'static, kube::Result<Bytes>>;
+
+/// The lines of a watch response. kube's framing copies every line twice (into a line buffer,
+/// then into a `String`) and checks its UTF-8 before serde does; here a line that lies within
+/// one chunk of the body, as nearly every line does, is decoded where it lies, and only one
+/// split across chunks is copied, once, to join it.
+struct Lines {
+    chunks: Chunks,
+    chunk: Bytes,
+    /// The start of a line whose end is in a later chunk.
+    carry: Vec<u8>,
+}
+
+impl Lines {
+    fn new(chunks: Chunks) -> Self {
+        Self {
+            chunks,
+            chunk: Bytes::new(),
+            carry: Vec::new(),
+        }
+    }
+
+    /// The next event from what has arrived, without waiting for more.
+    fn next_buffered(&mut self) -> Option<Decoded> {
+        while let Some(end) = memchr::memchr(b'\n', &self.chunk) {
+            let line = self.chunk.split_to(end + 1);
+            let decoded = if self.carry.is_empty() {
+                decode_line(&line[..end])
+            } else {
+                self.carry.extend_from_slice(&line[..end]);
+                let decoded = decode_line(&self.carry);
+                self.carry.clear();
+                decoded
+            };
+            if decoded.is_some() {
+                return decoded;
+            }
+        }
+        None
+    }
+
+    /// The next event; `None` once the body ends. A body that fails mid-way (a cut connection)
+    /// ends too, as kube's own stream does: the watch resumes from its resourceVersion.
+    async fn next(&mut self) -> Option<Decoded> {
+        loop {
+            if let Some(decoded) = self.next_buffered() {
+                return Some(decoded);
+            }
+            // Taken before the await, so a caller that gives up waiting (the stall timer)
+            // loses no byte and reads none twice.
+            let rest = std::mem::take(&mut self.chunk);
+            self.carry.extend_from_slice(&rest);
+            match self.chunks.next().await {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(error)) => {
+                    debug!(%error, "watch response ended");
+                    return None;
+                }
+                // What is left is a line cut off with the connection.
+                None => return None,
+            }
+        }
+    }
+}
+
+/// One watch line: an event, a Status (a server that fails a watch after its headers), or a
+/// line that is not a watch event; `None` for a blank line.
+fn decode_line(line: &[u8]) -> Option<Decoded> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    // One check of the whole line, then serde reads it as text: from bytes it would check each
+    // string on its own, which profiled three times as slow.
+    let line = match std::str::from_utf8(line) {
+        Ok(line) => line,
+        Err(_) => {
+            let error = serde::de::Error::custom("a watch line that is not UTF-8");
+            return Some(Err(kube::Error::SerdeError(error)));
+        }
+    };
+    Some(match serde_json::from_str::<WatchEvent<SlimEvent>>(line) {
+        Ok(event) => Ok(WatchLine::from(event)),
+        Err(error) => match serde_json::from_str::<Status>(line) {
+            Ok(status) => Err(kube::Error::Api(status.boxed())),
+            Err(_) => Err(kube::Error::SerdeError(error)),
+        },
+    })
+}
 
 /// A watch response with a stall detector that costs a clock read per line, not a timer.
 struct WatchStream {
@@ -138,8 +227,13 @@ impl WatchStream {
         }
     }
 
+    /// A line already received, if any: no clock read, no wait.
+    fn next_buffered(&mut self) -> Option<Decoded> {
+        self.lines.next_buffered()
+    }
+
     /// The next line, or `None` when the stream ended or went silent for too long.
-    async fn next(&mut self) -> Option<kube::Result<WatchEvent<SlimEvent>>> {
+    async fn next(&mut self) -> Option<Decoded> {
         loop {
             tokio::select! {
                 biased;
@@ -196,28 +290,29 @@ struct Driver {
     /// Whether the API server's version can serve streaming lists, asked once for all watches.
     server_streams: Arc<OnceCell<bool>>,
     phase: Phase,
-    pending: VecDeque<Signal>,
+    pending: Vec<Signal>,
+    failed: Option<Failure>,
     /// A list has started before: only the first one is worth sizing the ledger for.
     listed: bool,
 }
 
 impl Driver {
-    async fn next(&mut self) -> Result<Signal, Failure> {
+    /// The signals of the next step: a page, or what a watch response had ready at once (up to
+    /// a chunk of the body, often hundreds of lines), so the streams above are polled once per
+    /// batch rather than once per update.
+    async fn next(&mut self) -> Result<Vec<Signal>, Failure> {
         loop {
-            if let Some(signal) = self.pending.pop_front() {
-                return Ok(signal);
+            if !self.pending.is_empty() {
+                return Ok(std::mem::take(&mut self.pending));
+            }
+            if let Some(failure) = self.failed.take() {
+                return Err(failure);
             }
             let phase = std::mem::replace(&mut self.phase, Phase::Start);
             self.phase = match phase {
                 Phase::Start => self.start().await?,
                 Phase::Pages { continue_token } => self.page(continue_token).await?,
-                Phase::Initial { stream } => match self.initial(stream).await {
-                    Step::Emit(signal, phase) => {
-                        self.phase = phase;
-                        return signal;
-                    }
-                    Step::Go(phase) => phase,
-                },
+                Phase::Initial { stream } => self.initial(stream).await,
                 Phase::Resume { resource_version } => {
                     match self.open_watch(&resource_version, false).await {
                         Ok(stream) => Phase::Watching {
@@ -233,22 +328,22 @@ impl Driver {
                 Phase::Watching {
                     resource_version,
                     stream,
-                } => match self.watching(resource_version, stream).await {
-                    Step::Emit(signal, phase) => {
-                        self.phase = phase;
-                        return signal;
-                    }
-                    Step::Go(phase) => phase,
-                },
+                } => self.watching(resource_version, stream).await,
             };
         }
     }
 
-    fn signal(&self, delivery: Delivery, event: SlimEvent) -> Signal {
+    /// A failure comes after the signals read before it.
+    fn fail(&mut self, failure: Failure, next: Phase) -> Phase {
+        self.failed = Some(failure);
+        next
+    }
+
+    fn signal(&self, delivery: Delivery, event: Result<Observation, Malformed>) -> Signal {
         Signal::Object {
             watch: self.watch,
             delivery,
-            event: event.into_observation(),
+            event,
         }
     }
 
@@ -303,12 +398,12 @@ impl Driver {
 
     fn begin_list(&mut self, streaming: bool, expected: Option<usize>) {
         self.listed = true;
-        self.pending.push_back(Signal::ListPlan(ListPlan {
+        self.pending.push(Signal::ListPlan(ListPlan {
             watch: self.watch,
             streaming,
             expected,
         }));
-        self.pending.push_back(Signal::ListStarted(self.watch));
+        self.pending.push(Signal::ListStarted(self.watch));
     }
 
     /// How many objects the first list will bring, from a one-item page's
@@ -349,8 +444,8 @@ impl Driver {
             self.begin_list(false, expected);
         }
         for event in page.items {
-            let signal = self.signal(Delivery::Listed, event);
-            self.pending.push_back(signal);
+            let signal = self.signal(Delivery::Listed, event.into_observation());
+            self.pending.push(signal);
         }
         match page.metadata.continue_.filter(|token| !token.is_empty()) {
             Some(token) => Ok(Phase::Pages {
@@ -362,7 +457,7 @@ impl Driver {
                     .resource_version
                     .filter(|version| !version.is_empty())
                     .ok_or(Failure::NoResourceVersion)?;
-                self.pending.push_back(Signal::ListDone(self.watch));
+                self.pending.push(Signal::ListDone(self.watch));
                 Ok(Phase::Resume { resource_version })
             }
         }
@@ -382,77 +477,113 @@ impl Driver {
             send_initial_events: initial_events,
             ..WatchParams::default()
         };
-        let lines = self.api.watch(&params, resource_version).await?.boxed();
-        Ok(WatchStream::new(lines, self.spec.timeout_seconds))
+        let mut request = kube::core::Request::new(self.api.resource_url())
+            .watch(&params, resource_version)
+            .map_err(kube::Error::BuildRequest)?;
+        // The name kube's own watch gives the request, for its tracing layers.
+        request.extensions_mut().insert("watch");
+        let response = self
+            .client
+            .send(request.map(kube::client::Body::from))
+            .await?;
+        let response = refused(response).await?;
+        let chunks = response.into_body().into_data_stream().boxed();
+        Ok(WatchStream::new(
+            Lines::new(chunks),
+            self.spec.timeout_seconds,
+        ))
     }
 
-    async fn initial(&mut self, mut stream: WatchStream) -> Step {
+    async fn initial(&mut self, mut stream: WatchStream) -> Phase {
         loop {
-            return match stream.next().await {
-                Some(Ok(WatchEvent::Added(event) | WatchEvent::Modified(event))) => Step::Emit(
-                    Ok(self.signal(Delivery::Listed, event)),
-                    Phase::Initial { stream },
-                ),
-                // The initial events of a streaming list are never deletions.
-                Some(Ok(WatchEvent::Deleted(_))) => continue,
-                Some(Ok(WatchEvent::Bookmark(bookmark))) => {
-                    let ends_list = bookmark
-                        .metadata
-                        .annotations
-                        .get(INITIAL_EVENTS_END)
-                        .is_some_and(|value| value == "true");
-                    if !ends_list {
-                        // A server that streams the initial events sends no other bookmark
-                        // before their end: this one ignores `sendInitialEvents` (a proxy or an
-                        // aggregated server claiming a newer version) and would never end the
-                        // list.
-                        if self.spec.list_mode == ListMode::Auto {
-                            warn!(
-                                watch = self.watch,
-                                "the API server ignores streaming lists (a bookmark came before the end of the initial events); this watch lists in pages"
-                            );
-                            self.streaming = Some(false);
-                            return Step::Go(Phase::Start);
-                        }
-                        continue;
-                    }
-                    Step::Emit(
-                        Ok(Signal::ListDone(self.watch)),
-                        Phase::Watching {
-                            resource_version: bookmark.metadata.resource_version,
-                            stream,
-                        },
-                    )
+            let line = match next_line(&mut stream, self.pending.is_empty()).await {
+                Some(Line::Read(line)) => line,
+                Some(Line::Later) => return Phase::Initial { stream },
+                // Ended before the list did: list again, from the start.
+                None => return Phase::Start,
+            };
+            match line {
+                Ok(WatchLine::Object {
+                    deleted: false,
+                    event,
+                    ..
+                }) => {
+                    let signal = self.signal(Delivery::Listed, event);
+                    self.pending.push(signal);
                 }
-                Some(Ok(WatchEvent::Error(status))) => {
+                // The initial events of a streaming list are never deletions.
+                Ok(WatchLine::Object { deleted: true, .. }) => {}
+                Ok(WatchLine::Bookmark {
+                    resource_version,
+                    ends_list,
+                }) => {
+                    if ends_list {
+                        self.pending.push(Signal::ListDone(self.watch));
+                        return Phase::Watching {
+                            resource_version,
+                            stream,
+                        };
+                    }
+                    // A server that streams the initial events sends no other bookmark before
+                    // their end: this one ignores `sendInitialEvents` (a proxy or an aggregated
+                    // server claiming a newer version) and would never end the list.
+                    if self.spec.list_mode == ListMode::Auto {
+                        warn!(
+                            watch = self.watch,
+                            "the API server ignores streaming lists (a bookmark came before the end of the initial events); this watch lists in pages"
+                        );
+                        self.streaming = Some(false);
+                        return Phase::Start;
+                    }
+                }
+                Ok(WatchLine::Error(status)) => {
                     let next = if status.code == 410 {
                         Phase::Start
                     } else {
                         Phase::Initial { stream }
                     };
-                    Step::Emit(Err(Failure::Status(status)), next)
+                    return self.fail(Failure::Status(status), next);
                 }
-                Some(Err(error)) => {
-                    Step::Emit(Err(Failure::Stream(error)), Phase::Initial { stream })
+                Err(error) => {
+                    return self.fail(Failure::Stream(error), Phase::Initial { stream });
                 }
-                // Ended before the list did: list again, from the start.
-                None => Step::Go(Phase::Start),
-            };
+            }
         }
     }
 
-    async fn watching(&mut self, mut resource_version: String, mut stream: WatchStream) -> Step {
+    async fn watching(&mut self, mut resource_version: String, mut stream: WatchStream) -> Phase {
         loop {
-            let (delivery, event) = match stream.next().await {
-                Some(Ok(WatchEvent::Added(event) | WatchEvent::Modified(event))) => {
-                    (Delivery::Applied, event)
+            let line = match next_line(&mut stream, self.pending.is_empty()).await {
+                Some(Line::Read(line)) => line,
+                Some(Line::Later) => {
+                    return Phase::Watching {
+                        resource_version,
+                        stream,
+                    };
                 }
-                Some(Ok(WatchEvent::Deleted(event))) => (Delivery::Deleted, event),
-                Some(Ok(WatchEvent::Bookmark(bookmark))) => {
-                    resource_version = bookmark.metadata.resource_version;
+                None => return Phase::Resume { resource_version },
+            };
+            let (delivery, event, version) = match line {
+                Ok(WatchLine::Object {
+                    deleted,
+                    event,
+                    resource_version,
+                }) => {
+                    let delivery = if deleted {
+                        Delivery::Deleted
+                    } else {
+                        Delivery::Applied
+                    };
+                    (delivery, event, resource_version)
+                }
+                Ok(WatchLine::Bookmark {
+                    resource_version: version,
+                    ..
+                }) => {
+                    resource_version = version;
                     continue;
                 }
-                Some(Ok(WatchEvent::Error(status))) => {
+                Ok(WatchLine::Error(status)) => {
                     let next = if status.code == 410 {
                         Phase::Start
                     } else {
@@ -461,43 +592,107 @@ impl Driver {
                             stream,
                         }
                     };
-                    return Step::Emit(Err(Failure::Status(status)), next);
+                    return self.fail(Failure::Status(status), next);
                 }
-                Some(Err(error)) => {
-                    return Step::Emit(
-                        Err(Failure::Stream(error)),
-                        Phase::Watching {
-                            resource_version,
-                            stream,
-                        },
-                    );
+                Err(error) => {
+                    let next = Phase::Watching {
+                        resource_version,
+                        stream,
+                    };
+                    return self.fail(Failure::Stream(error), next);
                 }
-                None => return Step::Go(Phase::Resume { resource_version }),
             };
-            if let Some(version) = event.resource_version() {
-                resource_version.clear();
-                resource_version.push_str(version);
+            if let Some(version) = version {
+                resource_version = version;
             }
-            return Step::Emit(
-                Ok(self.signal(delivery, event)),
-                Phase::Watching {
-                    resource_version,
-                    stream,
-                },
-            );
+            let signal = self.signal(delivery, event);
+            self.pending.push(signal);
         }
     }
 }
 
+/// The next line: awaited when nothing was read yet, else only one already received.
+async fn next_line(stream: &mut WatchStream, nothing_read: bool) -> Option<Line> {
+    if nothing_read {
+        stream.next().await.map(Line::Read)
+    } else {
+        Some(stream.next_buffered().map_or(Line::Later, Line::Read))
+    }
+}
+
+type Decoded = kube::Result<WatchLine>;
+
+/// A watch line as the driver needs it. The decoded object (over a kilobyte with the metadata
+/// kube's traits ask for) becomes its counting view at once, so only that (a third of the
+/// size) travels on.
+// Objects are nearly every line: boxing them would allocate per update (as `Signal`).
+#[allow(clippy::large_enum_variant)]
+enum WatchLine {
+    Object {
+        deleted: bool,
+        event: Result<Observation, Malformed>,
+        resource_version: Option<String>,
+    },
+    Bookmark {
+        resource_version: String,
+        ends_list: bool,
+    },
+    Error(Box<Status>),
+}
+
+impl From<WatchEvent<SlimEvent>> for WatchLine {
+    fn from(event: WatchEvent<SlimEvent>) -> Self {
+        let (deleted, mut event) = match event {
+            WatchEvent::Added(event) | WatchEvent::Modified(event) => (false, event),
+            WatchEvent::Deleted(event) => (true, event),
+            WatchEvent::Bookmark(bookmark) => {
+                let ends_list = bookmark
+                    .metadata
+                    .annotations
+                    .get(INITIAL_EVENTS_END)
+                    .is_some_and(|value| value == "true");
+                return WatchLine::Bookmark {
+                    resource_version: bookmark.metadata.resource_version,
+                    ends_list,
+                };
+            }
+            WatchEvent::Error(status) => return WatchLine::Error(status),
+        };
+        let resource_version = event.take_resource_version();
+        WatchLine::Object {
+            deleted,
+            event: event.into_observation(),
+            resource_version,
+        }
+    }
+}
+
+#[allow(clippy::large_enum_variant)] // moved straight on, as `WatchLine`
+enum Line {
+    Read(Decoded),
+    /// Nothing more has arrived yet: hand on what was read.
+    Later,
+}
+
+/// A response that is an error becomes `kube::Error::Api` with the server's Status, or one
+/// made of its text (a proxy's HTML page), as kube makes it.
+async fn refused(
+    response: hyper::Response<kube::client::Body>,
+) -> kube::Result<hyper::Response<kube::client::Body>> {
+    let code = response.status();
+    if !(code.is_client_error() || code.is_server_error()) {
+        return Ok(response);
+    }
+    let body = response.into_body().collect_bytes().await?;
+    let status = serde_json::from_slice::<Status>(&body).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(&body);
+        Status::failure(text.trim(), "Failed to parse error data").with_code(code.as_u16())
+    });
+    Err(kube::Error::Api(status.boxed()))
+}
+
 /// The annotation on the BOOKMARK that ends a streaming list's initial events.
 const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
-
-// Returned once per step and moved straight on: boxing would allocate per update (as `Signal`).
-#[allow(clippy::large_enum_variant)]
-enum Step {
-    Emit(Result<Signal, Failure>, Phase),
-    Go(Phase),
-}
 
 /// A server without the WatchList feature gate (1.27–1.31 by default, 1.33, aggregated API
 /// servers) answers a streaming list with 422 Invalid: "sendInitialEvents is forbidden for watch
@@ -629,6 +824,61 @@ mod tests {
             "TooManyRequests",
             "slow down"
         )));
+    }
+
+    fn line(resource_version: u32) -> String {
+        format!(
+            "{{\"type\":\"MODIFIED\",\"object\":{{\"metadata\":{{\"uid\":\"u\",\"resourceVersion\":\"{resource_version}\"}},\"reason\":\"BackOff\",\"count\":2}}}}\n"
+        )
+    }
+
+    /// The resourceVersions of what `chunks` decode to, `E` for an error.
+    fn decoded(chunks: Vec<Vec<u8>>) -> Vec<String> {
+        let chunks = futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))));
+        let mut lines = Lines::new(chunks.boxed());
+        futures::executor::block_on(async {
+            let mut out = Vec::new();
+            while let Some(event) = lines.next().await {
+                out.push(match event {
+                    Ok(WatchLine::Object {
+                        resource_version, ..
+                    }) => resource_version.unwrap_or_default(),
+                    Ok(_) => "other".to_string(),
+                    Err(kube::Error::Api(status)) => format!("status {}", status.code),
+                    Err(_) => "E".to_string(),
+                });
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn lines_are_found_within_and_across_chunks() {
+        let text = format!("{}{}\n{}", line(1), line(2), line(3));
+        let bytes = text.into_bytes();
+        let whole = decoded(vec![bytes.clone()]);
+        assert_eq!(whole, ["1", "2", "3"]);
+        // Every way of cutting the stream in three decodes the same.
+        for first in [1, 40, 150, 151, 200] {
+            for second in [first + 1, first + 37, bytes.len() - 1] {
+                let chunks = vec![
+                    bytes[..first].to_vec(),
+                    bytes[first..second].to_vec(),
+                    bytes[second..].to_vec(),
+                ];
+                assert_eq!(decoded(chunks), whole, "cut at {first} and {second}");
+            }
+        }
+        // One byte at a time.
+        let bytewise = bytes.iter().map(|b| vec![*b]).collect();
+        assert_eq!(decoded(bytewise), whole);
+    }
+
+    #[test]
+    fn a_status_a_bad_line_and_a_cut_last_line() {
+        let status = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old","reason":"Expired","code":410}"#;
+        let text = format!("{}not json\n{status}\n{}", line(1), &line(2)[..30]);
+        assert_eq!(decoded(vec![text.into_bytes()]), ["1", "E", "status 410"]);
     }
 
     #[test]
