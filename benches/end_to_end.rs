@@ -62,6 +62,10 @@ fn watch_line(out: &mut String, load: Load, update: usize) {
     out.push_str("}\n");
 }
 
+/// Updates per second of the paced phases, each for `PACED_SECONDS`.
+const PACED_RATES: [u64; 2] = [100, 1000];
+const PACED_SECONDS: u64 = 20;
+
 struct Server {
     load: Load,
     go: Notify,
@@ -145,6 +149,29 @@ fn handle(
                 }
                 if !chunk.is_empty() && sender.send(Bytes::from(chunk)).await.is_err() {
                     return;
+                }
+            }
+            // Then paced, each line on its own as an API server flushes a watch event: the
+            // rate of a real cluster, where per-wake-up costs count rather than decoding.
+            let mut next_update = load.updates;
+            for (index, rate) in PACED_RATES.iter().enumerate() {
+                let phase = 3 + index as u64;
+                loop {
+                    let notified = server.go.notified();
+                    if server.released.load(Ordering::Acquire) >= phase {
+                        break;
+                    }
+                    notified.await;
+                }
+                let mut ticks = tokio::time::interval(Duration::from_secs(1) / *rate as u32);
+                for _ in 0..rate * PACED_SECONDS {
+                    ticks.tick().await;
+                    let mut line = String::with_capacity(1200);
+                    watch_line(&mut line, load, next_update);
+                    next_update += 1;
+                    if sender.send(Bytes::from(line)).await.is_err() {
+                        return;
+                    }
                 }
             }
             sender.closed().await;
@@ -397,6 +424,15 @@ async fn main() {
         load.series
     );
 
+    // Idle: synced, nothing changing, nobody scraping.
+    let idle_seconds = 20.0;
+    let cpu_before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs_f64(idle_seconds)).await;
+    println!(
+        "idle: {:.3}% of a core over {idle_seconds:.0} s with no updates and no scrapes",
+        100.0 * (cpu_seconds(pid) - cpu_before) / idle_seconds
+    );
+
     let (p50, p99, bytes) = scrape_latencies(addr, 30).await;
     println!(
         "scrape alone (gzip, {} series, {} bytes): p50 {:.1} ms, p99 {:.1} ms",
@@ -468,6 +504,25 @@ async fn main() {
         percentile(&all, 0.5).as_secs_f64() * 1e3,
         percentile(&all, 0.99).as_secs_f64() * 1e3
     );
+    let mut expected = watch_updates(addr).await;
+    for (index, rate) in PACED_RATES.iter().enumerate() {
+        let cpu_before = cpu_seconds(pid);
+        server.released.store(3 + index as u64, Ordering::Release);
+        server.go.notify_waiters();
+        // No scrapes while paced: they would be most of the exporter's work at this rate.
+        tokio::time::sleep(Duration::from_secs(PACED_SECONDS)).await;
+        expected += rate * PACED_SECONDS;
+        let cpu = cpu_seconds(pid) - cpu_before;
+        let counted = watch_updates(addr).await;
+        println!(
+            "paced at {rate} updates/s for {PACED_SECONDS} s ({} counted of {}): {:.2} CPU-s per 10,000 updates, {:.1} µs per update, {:.2}% of a core",
+            counted,
+            expected,
+            cpu * 10_000.0 / (rate * PACED_SECONDS) as f64,
+            cpu * 1e6 / (rate * PACED_SECONDS) as f64,
+            100.0 * cpu / PACED_SECONDS as f64
+        );
+    }
     let hwm = status_kib(pid, "VmHWM:");
     println!(
         "memory: peak RSS (VmHWM) {:.1} MiB; idle {:.1} MiB",
