@@ -266,9 +266,9 @@ pub enum LedgerError {
     UnknownWatch(WatchId),
 }
 
-/// Far beyond the Events of the largest clusters (about 2 per node-minute of churn, an hour's
-/// worth), small enough that a wrong `remainingItemCount` cannot reserve more than ~0.5 GiB.
-const MAX_RESERVED_EVENTS: usize = 16_000_000;
+/// Twice the live Events of a 15,000-node cluster (BENCHMARKS.md's sizing), small enough that a
+/// wrong `remainingItemCount` reserves at most 2^23 slots of 33 bytes: 277 MB.
+const MAX_RESERVED_EVENTS: usize = 7_000_000;
 
 pub struct Ledger {
     entries: HashMap<UidKey, Entry, UidKeyHasher>,
@@ -534,6 +534,25 @@ mod tests {
         // 36 characters but not hex: hashed, not rejected.
         let long = "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz";
         assert_eq!(UidKey::from_uid(long), UidKey(fnv1a_128(long.as_bytes())));
+    }
+
+    #[test]
+    fn a_list_of_known_size_fills_the_table_without_growing_it() {
+        let expected = 100_000;
+        let mut ledger = Ledger::new(1, false);
+        ledger.reserve_for_list(expected);
+        let reserved = ledger.entries.capacity();
+        assert!(reserved >= expected, "{reserved}");
+        ledger.list_started(W0).unwrap();
+        for n in 0..expected {
+            let uid = UidKey::from_uid(&format!("uid-{n}"));
+            ledger.observe(W0, uid, S, 1, None).unwrap();
+        }
+        assert_eq!(ledger.entries.capacity(), reserved, "no doubling mid-list");
+        // What the API server says is bounded: a wrong count reserves no more than the cap.
+        let mut wrong = Ledger::new(1, false);
+        wrong.reserve_for_list(4 * MAX_RESERVED_EVENTS);
+        assert!(wrong.entries.capacity() < 2 * MAX_RESERVED_EVENTS);
     }
 
     #[test]
