@@ -441,12 +441,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let ingest_task = tokio::spawn(counting.run());
 
+    let watches: Vec<String> = match &config.source {
+        SourceConfig::Kube { watches } => watches.iter().map(|w| w.describe()).collect(),
+        SourceConfig::Replay { .. } | SourceConfig::Demo { .. } => Vec::new(),
+    };
     let source = match &config.source {
-        SourceConfig::Kube { watches } => watches
-            .iter()
-            .map(|w| w.describe())
-            .collect::<Vec<_>>()
-            .join("; "),
+        SourceConfig::Kube { .. } => watches.join("; "),
         SourceConfig::Replay { path } => format!("replay of {}", path.display()),
         SourceConfig::Demo { speed } => format!("demo recording at {speed}x"),
     };
@@ -464,6 +464,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             store: store.clone(),
             recent,
             source: source.clone(),
+            watches,
         }),
     );
     if config.web_config_file.is_some() {

@@ -22,8 +22,6 @@ pub struct Ingest {
     filters: LabelFilters,
     classifier: Classifier,
     scratch: KeyScratch,
-    /// Per watch: whether its latest list streamed, once it has listed.
-    streaming: Vec<Option<bool>>,
 }
 
 impl Ingest {
@@ -41,7 +39,6 @@ impl Ingest {
             filters,
             classifier: Classifier::new(Vec::new(), MAX_CLASSES_PER_REASON),
             scratch: KeyScratch::default(),
-            streaming: vec![None; watches],
         }
     }
 
@@ -134,36 +131,32 @@ impl Ingest {
         if let Some(expected) = plan.expected {
             self.ledger.reserve_for_list(expected);
         }
-        let Some(mode) = self.streaming.get_mut(usize::from(plan.watch)) else {
-            return;
-        };
-        if *mode != Some(plan.streaming) {
-            info!(
-                watch = plan.watch,
-                list = if plan.streaming {
+        self.stats.report_watch(usize::from(plan.watch), |report| {
+            if report.streaming != Some(plan.streaming) {
+                let list = if plan.streaming {
                     "streaming"
                 } else {
                     "paginated"
-                },
-                expected = plan.expected,
-                "listing"
-            );
-        }
-        *mode = Some(plan.streaming);
-        let streaming = self.streaming.iter().filter(|mode| **mode == Some(true));
-        let paginated = self.streaming.iter().filter(|mode| **mode == Some(false));
-        self.stats
-            .streaming_watches
-            .store(streaming.count() as u64, Ordering::Relaxed);
-        self.stats
-            .paginated_watches
-            .store(paginated.count() as u64, Ordering::Relaxed);
+                };
+                info!(
+                    watch = plan.watch,
+                    list,
+                    expected = plan.expected,
+                    "listing"
+                );
+            }
+            report.streaming = Some(plan.streaming);
+        });
     }
 
     fn list_started(&mut self, watch: WatchId) -> Result<(), crate::ledger::LedgerError> {
         if self.ledger.list_started(watch)? {
             self.stats.relists.fetch_add(1, Ordering::Relaxed);
         }
+        self.stats.report_watch(usize::from(watch), |report| {
+            report.lists += 1;
+            report.last_list_millis = crate::metrics::unix_millis();
+        });
         Ok(())
     }
 

@@ -43,15 +43,55 @@ pub struct SelfStats {
     /// `synced` as of the last cut, so that a scrape never shows synced with counters from
     /// before the list completed.
     pub synced_published: AtomicBool,
+    /// Per watch, for the status page; written at each list, not per update.
+    pub watches: std::sync::Mutex<Vec<WatchReport>>,
+}
+
+/// How one watch has listed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchReport {
+    /// Whether its latest list streamed; `None` before the first.
+    pub streaming: Option<bool>,
+    /// Lists started, the first included.
+    pub lists: u64,
+    /// Milliseconds since the epoch when the latest list started.
+    pub last_list_millis: u64,
+}
+
+/// Milliseconds since the epoch; 0 on a clock before 1970.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 impl SelfStats {
     pub fn record_update(&self) {
         self.watch_updates.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64);
-        self.last_update_millis.store(now, Ordering::Relaxed);
+        self.last_update_millis
+            .store(unix_millis(), Ordering::Relaxed);
+    }
+
+    /// Changes what the status page shows of `watch`, and the count of watches by list mode.
+    pub fn report_watch(&self, watch: usize, change: impl FnOnce(&mut WatchReport)) {
+        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        if watches.len() <= watch {
+            watches.resize(watch + 1, WatchReport::default());
+        }
+        change(&mut watches[watch]);
+        let streaming = watches.iter().filter(|w| w.streaming == Some(true));
+        let paginated = watches.iter().filter(|w| w.streaming == Some(false));
+        self.streaming_watches
+            .store(streaming.count() as u64, Ordering::Relaxed);
+        self.paginated_watches
+            .store(paginated.count() as u64, Ordering::Relaxed);
+    }
+
+    pub fn watch_reports(&self) -> Vec<WatchReport> {
+        self.watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn is_synced(&self) -> bool {

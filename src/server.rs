@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::{debug, error, warn};
 
-use crate::metrics::{self, Format, SelfStats};
+use crate::metrics::{self, Format, SelfStats, WatchReport};
 use crate::recent::Recent;
 use crate::store::SeriesStore;
 use crate::webconfig::{WebConfig, WebSettings};
@@ -75,6 +75,8 @@ pub struct StatusSource {
     pub recent: Arc<std::sync::Mutex<Recent>>,
     /// The watches (or the replay or the demo), as the start-up line describes them.
     pub source: String,
+    /// Each watch's selection, by watch id; none for a replay or the demo.
+    pub watches: Vec<String>,
 }
 
 /// Asks the ingest task to publish the store's values and persist the ledger that produced them.
@@ -390,6 +392,37 @@ fn html(body: String) -> Response<Full<Bytes>> {
 
 /// The page an operator opens through `kubectl port-forward`: plain HTML, no JavaScript,
 /// refreshing itself every 10 s.
+/// Each watch: what it selects, how its latest list came and when.
+fn watches_table(page: &mut String, watches: &[String], reports: &[WatchReport]) {
+    page.push_str(
+        "<h2>Watches</h2>\n<table id=\"watches\"><tr><th>selects</th><th>latest list</th>\
+         <th>lists</th><th>latest list started</th></tr>\n",
+    );
+    let now = metrics::unix_millis();
+    for (index, selects) in watches.iter().enumerate() {
+        let report = reports.get(index).copied().unwrap_or_default();
+        let mode = match report.streaming {
+            Some(true) => "streaming",
+            Some(false) => "paginated",
+            None => "not yet",
+        };
+        let started = if report.lists == 0 {
+            "never".to_owned()
+        } else {
+            format!(
+                "{} s ago",
+                now.saturating_sub(report.last_list_millis) / 1000
+            )
+        };
+        page.push_str(&format!(
+            "<tr><td>{}</td><td>{mode}</td><td>{}</td><td>{started}</td></tr>\n",
+            escape(selects),
+            report.lists
+        ));
+    }
+    page.push_str("</table>\n");
+}
+
 fn status_page(state: &ServerState) -> String {
     let version = env!("CARGO_PKG_VERSION");
     let stats = &state.stats;
@@ -459,6 +492,9 @@ fn status_page(state: &ServerState) -> String {
         ));
     }
     page.push_str("</table>\n");
+    if let Some(status) = state.status.as_ref().filter(|s| !s.watches.is_empty()) {
+        watches_table(&mut page, &status.watches, &stats.watch_reports());
+    }
     if let Some(status) = &state.status {
         let mut values = Vec::new();
         status.store.live_values(&mut values);

@@ -50,6 +50,57 @@ async fn the_page_shows_state_and_the_busiest_label_sets() {
     exporter.stop().await;
 }
 
+/// The rows of the table with this id.
+fn table_rows(page: &str, id: &str) -> Vec<String> {
+    page.split(&format!("<table id=\"{id}\">"))
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no table {id}:\n{page}"))
+        .lines()
+        .filter(|l| l.starts_with("<tr><td>"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_watch_shows_how_and_when_it_last_listed() {
+    let api = FakeApi::start().await;
+    api.change(|state| state.refuse_streaming_lists());
+    let exporter = start_synced(&api, &["--namespace", "shop", "--namespace", "ml"]).await;
+    let addr = exporter.local_addr;
+    let (_, page) = http_get(addr, "/").await;
+    let rows = table_rows(&page, "watches");
+    assert_eq!(rows.len(), 2, "{page}");
+    assert!(
+        rows[0].starts_with("<tr><td>namespace=shop fieldSelector=&lt;none&gt;</td>"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[0].contains("<td>paginated</td><td>1</td>"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].contains("namespace=ml"), "{}", rows[1]);
+    // The shop watch expires and lists again; the ml watch does not.
+    api.change(|state| state.expire_watches_in("shop"));
+    support::scrape_until(addr, "the relist", |s| s.own("relists_total") == 1.0).await;
+    let (_, page) = http_get(addr, "/").await;
+    let rows = table_rows(&page, "watches");
+    assert!(
+        rows[0].contains("<td>paginated</td><td>2</td>"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[0].ends_with(" s ago</td></tr>"), "{}", rows[0]);
+    assert!(
+        rows[1].contains("<td>paginated</td><td>1</td>"),
+        "{}",
+        rows[1]
+    );
+    exporter.stop().await;
+}
+
 #[tokio::test]
 #[ignore = "needs Debian's chromium; .ci/run installs it"]
 async fn a_person_sees_the_demo_in_a_real_browser() {
