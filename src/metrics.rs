@@ -26,9 +26,6 @@ pub struct SelfStats {
     /// Events given the empty class because their reason had its most classes.
     pub classes_capped: AtomicU64,
     pub tracked_events: AtomicU64,
-    /// Watches whose latest list was a streaming list, and those that listed in pages.
-    pub streaming_watches: AtomicU64,
-    pub paginated_watches: AtomicU64,
     /// Deleted Events remembered by name, to recognise their re-creation.
     pub tombstones: AtomicU64,
     /// Milliseconds since the epoch of the last watch update; 0 until the first.
@@ -72,19 +69,13 @@ impl SelfStats {
             .store(unix_millis(), Ordering::Relaxed);
     }
 
-    /// Changes what the status page shows of `watch`, and the count of watches by list mode.
+    /// Changes what the status page and `kube_event_metrics_watches` show of `watch`.
     pub fn report_watch(&self, watch: usize, change: impl FnOnce(&mut WatchReport)) {
         let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
         if watches.len() <= watch {
             watches.resize(watch + 1, WatchReport::default());
         }
         change(&mut watches[watch]);
-        let streaming = watches.iter().filter(|w| w.streaming == Some(true));
-        let paginated = watches.iter().filter(|w| w.streaming == Some(false));
-        self.streaming_watches
-            .store(streaming.count() as u64, Ordering::Relaxed);
-        self.paginated_watches
-            .store(paginated.count() as u64, Ordering::Relaxed);
     }
 
     pub fn watch_reports(&self) -> Vec<WatchReport> {
@@ -270,13 +261,15 @@ impl Collector for ExporterCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            for (list, value) in [
-                ("streaming", &stats.streaming_watches),
-                ("paginated", &stats.paginated_watches),
-            ] {
+            let reports = stats.watch_reports();
+            for (list, streaming) in [("streaming", true), ("paginated", false)] {
+                let watches = reports
+                    .iter()
+                    .filter(|report| report.streaming == Some(streaming))
+                    .count() as u64;
                 family
                     .encode_family(&[("list", list)])?
-                    .encode_gauge(&load(value))?;
+                    .encode_gauge(&watches)?;
             }
         }
         encoder

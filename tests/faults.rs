@@ -11,17 +11,11 @@ use support::{
 };
 
 fn watch_requests(api: &FakeApi) -> usize {
-    api.requests()
-        .iter()
-        .filter(|r| r.contains("watch=true"))
-        .count()
+    api.count_requests(|r| r.contains("watch=true"))
 }
 
 fn list_requests(api: &FakeApi) -> usize {
-    api.requests()
-        .iter()
-        .filter(|r| !r.contains("watch=true"))
-        .count()
+    api.count_requests(|r| !r.contains("watch=true"))
 }
 
 #[tokio::test]

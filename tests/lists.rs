@@ -7,18 +7,14 @@ use support::fake_api::WatchList;
 use support::{EventSpec, FakeApi, Scrape, barrier, scrape_until, start_exporter};
 
 fn streaming_requests(api: &FakeApi) -> usize {
-    api.requests()
-        .iter()
-        .filter(|r| r.contains("sendInitialEvents=true"))
-        .count()
+    api.count_requests(|r| r.contains("sendInitialEvents=true"))
 }
 
 /// Lists that are not the one-item count of a streaming list's size.
 fn page_requests(api: &FakeApi) -> usize {
-    api.requests()
-        .iter()
-        .filter(|r| !r.contains("watch=true") && !r.contains("limit=1&") && !r.ends_with("limit=1"))
-        .count()
+    api.count_requests(|r| {
+        !r.contains("watch=true") && !r.contains("limit=1&") && !r.ends_with("limit=1")
+    })
 }
 
 fn mode(s: &Scrape, list: &str) -> Option<f64> {

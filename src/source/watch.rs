@@ -339,6 +339,17 @@ impl Driver {
         next
     }
 
+    /// An `ERROR` line: 410 Gone means the resourceVersion is compacted away, so list again;
+    /// any other error is retried on the same stream.
+    fn stream_error(&mut self, status: Box<Status>, same: Phase) -> Phase {
+        let next = if status.code == 410 {
+            Phase::Start
+        } else {
+            same
+        };
+        self.fail(Failure::Status(status), next)
+    }
+
     fn signal(&self, delivery: Delivery, event: Result<Observation, Malformed>) -> Signal {
         Signal::Object {
             watch: self.watch,
@@ -537,12 +548,7 @@ impl Driver {
                     }
                 }
                 Ok(WatchLine::Error(status)) => {
-                    let next = if status.code == 410 {
-                        Phase::Start
-                    } else {
-                        Phase::Initial { stream }
-                    };
-                    return self.fail(Failure::Status(status), next);
+                    return self.stream_error(status, Phase::Initial { stream });
                 }
                 Err(error) => {
                     return self.fail(Failure::Stream(error), Phase::Initial { stream });
@@ -584,15 +590,11 @@ impl Driver {
                     continue;
                 }
                 Ok(WatchLine::Error(status)) => {
-                    let next = if status.code == 410 {
-                        Phase::Start
-                    } else {
-                        Phase::Watching {
-                            resource_version,
-                            stream,
-                        }
+                    let same = Phase::Watching {
+                        resource_version,
+                        stream,
                     };
-                    return self.fail(Failure::Status(status), next);
+                    return self.stream_error(status, same);
                 }
                 Err(error) => {
                     let next = Phase::Watching {

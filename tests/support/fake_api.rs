@@ -484,6 +484,15 @@ impl FakeApi {
     pub fn requests(&self) -> Vec<String> {
         self.lock().requests.clone()
     }
+
+    /// How many requests so far (`METHOD path?query`) match.
+    pub fn count_requests(&self, matching: impl Fn(&str) -> bool) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|request| matching(request))
+            .count()
+    }
 }
 
 fn status_body(code: u16, reason: &str, message: &str) -> Value {
