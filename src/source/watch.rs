@@ -22,7 +22,6 @@ use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::core::Status;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
-use serde::Deserialize;
 use tokio::sync::OnceCell;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
@@ -31,8 +30,7 @@ use super::{Delivery, ListPlan, Malformed, Observation, Signal, SlimEvent};
 use crate::ledger::WatchId;
 
 /// How a watch gets its list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum ListMode {
     /// Streaming where the API server serves it, else pages; decided per watch.
     #[default]

@@ -1,20 +1,21 @@
 //! Command-line flags and their validation. A bad value fails start-up with one line naming it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use regex::Regex;
-use serde::Deserialize;
+
+mod file;
 
 use crate::classify;
 pub use crate::filters::LabelFilters;
 use crate::ledger::TombstoneLimits;
 use crate::source::watch::{ListMode, WatchSpec};
+use file::{FileSettings, class_rules};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
     Error,
     Warn,
@@ -35,8 +36,7 @@ impl LogLevel {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Logfmt,
     Json,
@@ -380,251 +380,6 @@ fn compile_all(flag: &'static str, patterns: &[String]) -> Result<Vec<Regex>, Co
         .collect()
 }
 
-/// A list in the config file may also be written as one value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct OneOrMany(Vec<String>);
-
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor;
-        impl<'de> serde::de::Visitor<'de> for ListVisitor {
-            type Value = OneOrMany;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string or a list of strings")
-            }
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany(vec![value.to_owned()]))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<OneOrMany, A::Error> {
-                let mut values = Vec::new();
-                while let Some(value) = seq.next_element::<String>()? {
-                    values.push(value);
-                }
-                Ok(OneOrMany(values))
-            }
-        }
-        deserializer.deserialize_any(ListVisitor)
-    }
-}
-
-/// `--config.file`: every flag but itself, by its name without `--`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    kubeconfig: Option<PathBuf>,
-    #[serde(rename = "web.listen-address")]
-    listen_address: Option<String>,
-    #[serde(rename = "web.telemetry-path")]
-    telemetry_path: Option<String>,
-    #[serde(rename = "web.config.file")]
-    web_config_file: Option<PathBuf>,
-    namespace: Option<OneOrMany>,
-    types: Option<OneOrMany>,
-    #[serde(rename = "field-selector")]
-    field_selector: Option<String>,
-    #[serde(rename = "include-reason")]
-    include_reason: Option<OneOrMany>,
-    #[serde(rename = "exclude-reason")]
-    exclude_reason: Option<OneOrMany>,
-    #[serde(rename = "exclude-namespace")]
-    exclude_namespace: Option<OneOrMany>,
-    #[serde(rename = "count-existing")]
-    count_existing: Option<bool>,
-    #[serde(rename = "max-series")]
-    max_series: Option<usize>,
-    #[serde(rename = "log.level")]
-    log_level: Option<LogLevel>,
-    #[serde(rename = "log.format")]
-    log_format: Option<LogFormat>,
-    #[serde(rename = "watch.timeout")]
-    watch_timeout: Option<String>,
-    #[serde(rename = "watch.list-mode")]
-    watch_list_mode: Option<ListMode>,
-    #[serde(rename = "leader-election")]
-    leader_election: Option<bool>,
-    #[serde(rename = "leader-election.lease-name")]
-    lease_name: Option<String>,
-    #[serde(rename = "leader-election.namespace")]
-    lease_namespace: Option<String>,
-    #[serde(rename = "leader-election.lease-duration")]
-    lease_duration: Option<String>,
-    #[serde(rename = "leader-election.renew-deadline")]
-    renew_deadline: Option<String>,
-    #[serde(rename = "state-file")]
-    state_file: Option<PathBuf>,
-    #[serde(rename = "state-file.max-age")]
-    state_file_max_age: Option<String>,
-    #[serde(rename = "tombstones.max-age")]
-    tombstones_max_age: Option<String>,
-    #[serde(rename = "tombstones.max")]
-    tombstones_max: Option<usize>,
-    replay: Option<PathBuf>,
-    once: Option<bool>,
-    demo: Option<bool>,
-    #[serde(rename = "demo.speed")]
-    demo_speed: Option<f64>,
-    /// Not a flag: rules are lists of three fields.
-    classes: Option<Vec<ClassRuleSetting>>,
-}
-
-/// One entry of `classes:`: Events of `reason` whose message matches `regex` get `class`
-/// (`$1` or `${name}` take a group of the match).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClassRuleSetting {
-    reason: String,
-    regex: String,
-    class: String,
-}
-
-/// Compiles `classes:` and refuses what could never work: an empty field, a regex that does not
-/// compile, a literal class that is not a label value we keep, or more literal classes for a
-/// reason than [`classify::MAX_CLASSES_PER_REASON`] with the catalogue's.
-fn class_rules(settings: Vec<ClassRuleSetting>) -> Result<Vec<classify::Rule>, ConfigError> {
-    let mut rules = Vec::new();
-    let mut literal: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-        Default::default();
-    for (index, setting) in settings.into_iter().enumerate() {
-        let refuse = |reason: String| ConfigError::ClassRule { index, reason };
-        if setting.reason.is_empty() || setting.class.is_empty() {
-            return Err(refuse("reason and class must not be empty".into()));
-        }
-        if setting.class.len() > classify::MAX_CLASS_LEN {
-            return Err(refuse(format!(
-                "class {:?} is longer than {} bytes",
-                setting.class,
-                classify::MAX_CLASS_LEN
-            )));
-        }
-        let pattern = Regex::new(&setting.regex).map_err(|error| {
-            refuse(format!(
-                "regex {:?}: {}",
-                setting.regex,
-                regex_error(&error)
-            ))
-        })?;
-        if !setting.class.contains('$') {
-            let classes = literal.entry(setting.reason.clone()).or_insert_with(|| {
-                classify::catalogue()
-                    .into_iter()
-                    .filter(|(reason, _)| *reason == setting.reason)
-                    .flat_map(|(_, classes)| classes.into_iter().map(str::to_owned))
-                    .collect()
-            });
-            classes.insert(setting.class.clone());
-            if classes.len() > classify::MAX_CLASSES_PER_REASON {
-                return Err(refuse(format!(
-                    "reason {:?} would have {} classes with the catalogue's, at most {}",
-                    setting.reason,
-                    classes.len(),
-                    classify::MAX_CLASSES_PER_REASON
-                )));
-            }
-        }
-        rules.push(classify::Rule {
-            reason: setting.reason,
-            pattern,
-            class: setting.class,
-        });
-    }
-    Ok(rules)
-}
-
-impl FileSettings {
-    fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-            path: path.display().to_string(),
-            source,
-        })?;
-        if text.trim().is_empty() {
-            return Ok(Self::default());
-        }
-        serde_saphyr::from_str(&text).map_err(|error| {
-            let line = error.location().map(|location| location.line());
-            ConfigError::File {
-                path: path.display().to_string(),
-                reason: explain(&error.to_string(), &text, line),
-            }
-        })
-    }
-
-    /// Copies every setting the command line did not give into `flags`.
-    fn fill(self, flags: &mut Flags, given_on_command_line: impl Fn(&str) -> bool) {
-        macro_rules! fill {
-            ($($field:ident),*) => {$(
-                if let Some(value) = self.$field
-                    && !given_on_command_line(stringify!($field))
-                {
-                    flags.$field = value.into();
-                }
-            )*};
-        }
-        macro_rules! fill_list {
-            ($($field:ident => $flag_field:ident),*) => {$(
-                if let Some(OneOrMany(values)) = self.$field
-                    && !given_on_command_line(stringify!($flag_field))
-                {
-                    flags.$flag_field = values;
-                }
-            )*};
-        }
-        fill!(
-            kubeconfig,
-            listen_address,
-            telemetry_path,
-            web_config_file,
-            field_selector,
-            count_existing,
-            max_series,
-            log_level,
-            log_format,
-            watch_timeout,
-            watch_list_mode,
-            leader_election,
-            lease_name,
-            lease_namespace,
-            lease_duration,
-            renew_deadline,
-            state_file,
-            state_file_max_age,
-            tombstones_max_age,
-            tombstones_max,
-            replay,
-            once,
-            demo,
-            demo_speed
-        );
-        fill_list!(namespace => namespaces, types => types, include_reason => include_reason,
-            exclude_reason => exclude_reason, exclude_namespace => exclude_namespace);
-    }
-}
-
-/// serde-saphyr's first line says where and what ("line 1 column 13: invalid u64") but not which
-/// key; we add the top-level key that owns that line and drop the multi-line snippet.
-fn explain(message: &str, text: &str, line: Option<u64>) -> String {
-    let first = message.lines().next().unwrap_or(message);
-    let first = first.strip_prefix("error: ").unwrap_or(first).trim();
-    let owning_key = line.and_then(|line| {
-        let lines: Vec<&str> = text.lines().collect();
-        let last = usize::try_from(line)
-            .ok()?
-            .checked_sub(1)?
-            .min(lines.len().checked_sub(1)?);
-        lines[..=last].iter().rev().find_map(|candidate| {
-            let key = candidate.split_once(':')?.0;
-            let top_level = !key.is_empty() && !key.starts_with([' ', '\t', '-', '#']);
-            top_level.then(|| key.trim().to_owned())
-        })
-    });
-    match owning_key {
-        Some(key) if !first.contains(&format!("`{key}`")) => format!("key {key}: {first}"),
-        _ => first.to_owned(),
-    }
-}
-
 impl Config {
     /// Parses the command line and `--config.file`, whose settings apply where no flag was given.
     pub fn load<I, T>(args: I) -> Result<Self, LoadError>
@@ -632,17 +387,29 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Flags::command()
-            .try_get_matches_from(args)
+        let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let command = Flags::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(&args)
             .map_err(LoadError::Clap)?;
         let mut flags = Flags::from_arg_matches(&matches).map_err(LoadError::Clap)?;
         let mut classes = Vec::new();
         if let Some(path) = flags.config_file.clone() {
             let mut file = FileSettings::read(&path)?;
-            classes = file.classes.take().unwrap_or_default();
-            file.fill(&mut flags, |id| {
-                matches.value_source(id) == Some(ValueSource::CommandLine)
-            });
+            classes = std::mem::take(&mut file.classes);
+            let from_file = file.arguments(&path, &command, |id| {
+                matches.value_source(id.as_str()) == Some(ValueSource::CommandLine)
+            })?;
+            // The program name stays first; the file's flags go before the command line's, which
+            // never repeat them.
+            let rest = args.split_off(args.len().min(1));
+            args.extend(from_file);
+            args.extend(rest);
+            let matches = command
+                .try_get_matches_from(&args)
+                .map_err(LoadError::Clap)?;
+            flags = Flags::from_arg_matches(&matches).map_err(LoadError::Clap)?;
         }
         let mut config = Config::from_flags(flags)?;
         config.class_rules = class_rules(classes)?;
@@ -1098,78 +865,198 @@ mod tests {
         Config::load(all)
     }
 
-    const EVERY_KEY: &str = "\
-kubeconfig: /etc/kube/config
-web.listen-address: 127.0.0.1:9999
-web.telemetry-path: /m
-web.config.file: /etc/kem/web.yml
-namespace: [a, b]
-types: [Warning, Normal]
-field-selector: reason!=Pulled
-include-reason: [Back.*, Failed.*]
-exclude-reason: BackOff
-exclude-namespace: [kube-.*]
-count-existing: true
-watch.timeout: 2m
-state-file: /var/lib/kem/state
-state-file.max-age: 30m
-tombstones.max-age: 90m
-tombstones.max: 1000
-max-series: 500
-log.level: debug
-log.format: json
-";
+    /// Every flag but `--config.file`: its key and value in the file, the same as flags, and the
+    /// flags it needs beside it to mean something.
+    const EVERY_FLAG: &[(&str, &str, &[&str], &[&str])] = &[
+        (
+            "kubeconfig",
+            "/etc/kube/config",
+            &["--kubeconfig=/etc/kube/config"],
+            &[],
+        ),
+        (
+            "web.listen-address",
+            "127.0.0.1:9999",
+            &["--web.listen-address=127.0.0.1:9999"],
+            &[],
+        ),
+        (
+            "web.config.file",
+            "/etc/kem/web.yml",
+            &["--web.config.file=/etc/kem/web.yml"],
+            &[],
+        ),
+        (
+            "web.telemetry-path",
+            "/m",
+            &["--web.telemetry-path=/m"],
+            &[],
+        ),
+        (
+            "namespace",
+            "[a, b]",
+            &["--namespace=a", "--namespace=b"],
+            &[],
+        ),
+        (
+            "types",
+            "[Warning, Normal]",
+            &["--types=Warning,Normal"],
+            &[],
+        ),
+        (
+            "field-selector",
+            "reason!=Pulled",
+            &["--field-selector=reason!=Pulled"],
+            &[],
+        ),
+        ("watch.timeout", "2m", &["--watch.timeout=2m"], &[]),
+        (
+            "watch.list-mode",
+            "paginated",
+            &["--watch.list-mode=paginated"],
+            &[],
+        ),
+        (
+            "include-reason",
+            "[Back.*, Failed.*]",
+            &["--include-reason=Back.*", "--include-reason=Failed.*"],
+            &[],
+        ),
+        (
+            "exclude-reason",
+            "BackOff",
+            &["--exclude-reason=BackOff"],
+            &[],
+        ),
+        (
+            "exclude-namespace",
+            "[kube-.*]",
+            &["--exclude-namespace=kube-.*"],
+            &[],
+        ),
+        ("count-existing", "true", &["--count-existing"], &[]),
+        ("max-series", "500", &["--max-series=500"], &[]),
+        ("log.level", "debug", &["--log.level=debug"], &[]),
+        ("log.format", "json", &["--log.format=json"], &[]),
+        (
+            "leader-election",
+            "true",
+            &["--leader-election"],
+            &[LEASE_NAMESPACE],
+        ),
+        (
+            "leader-election.lease-name",
+            "kem",
+            &["--leader-election.lease-name=kem"],
+            &[LEADER, LEASE_NAMESPACE],
+        ),
+        (
+            "leader-election.namespace",
+            "monitoring",
+            &["--leader-election.namespace=monitoring"],
+            &[LEADER],
+        ),
+        (
+            "leader-election.lease-duration",
+            "30s",
+            &["--leader-election.lease-duration=30s"],
+            &[LEADER, LEASE_NAMESPACE],
+        ),
+        (
+            "leader-election.renew-deadline",
+            "5s",
+            &["--leader-election.renew-deadline=5s"],
+            &[LEADER, LEASE_NAMESPACE],
+        ),
+        (
+            "state-file",
+            "/var/lib/kem/state",
+            &["--state-file=/var/lib/kem/state"],
+            &[],
+        ),
+        (
+            "state-file.max-age",
+            "30m",
+            &["--state-file.max-age=30m"],
+            &[],
+        ),
+        (
+            "tombstones.max-age",
+            "90m",
+            &["--tombstones.max-age=90m"],
+            &[],
+        ),
+        ("tombstones.max", "1000", &["--tombstones.max=1000"], &[]),
+        ("replay", "dump.json", &["--replay=dump.json"], &[]),
+        ("once", "true", &["--once"], &["--replay=dump.json"]),
+        ("demo", "true", &["--demo"], &[]),
+        ("demo.speed", "5", &["--demo.speed=5"], &["--demo"]),
+    ];
+    const LEADER: &str = "--leader-election";
+    const LEASE_NAMESPACE: &str = "--leader-election.namespace=elsewhere";
 
     #[test]
-    fn offline_keys_round_trip() {
-        let config = load_with_file("replay: dump.json\nonce: true\n", &[]).unwrap();
-        assert_eq!(config, parse(&["--replay", "dump.json", "--once"]).unwrap());
-        let demo = load_with_file("demo: true\ndemo.speed: 5\n", &[]).unwrap();
-        assert_eq!(demo, parse(&["--demo", "--demo.speed", "5"]).unwrap());
+    fn every_flag_is_a_file_key_that_means_what_the_flag_means() {
+        let mut untested: Vec<String> = Flags::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(str::to_owned))
+            .filter(|long| long != "config.file")
+            .filter(|long| !EVERY_FLAG.iter().any(|(key, ..)| key == long))
+            .collect();
+        untested.sort();
+        assert!(
+            untested.is_empty(),
+            "flags without a row here: {untested:?}"
+        );
+        for (key, value, flags, context) in EVERY_FLAG {
+            let from_file = load_with_file(&format!("{key}: {value}\n"), context)
+                .unwrap_or_else(|error| panic!("{key}: {error}"));
+            let from_flags = parse(&[*context, *flags].concat()).unwrap();
+            assert_eq!(from_file, from_flags, "{key}");
+            assert_ne!(
+                parse(context).ok(),
+                Some(from_flags),
+                "{key} changes nothing"
+            );
+        }
     }
 
     #[test]
-    fn every_file_key_means_what_its_flag_means() {
-        let from_file = load_with_file(EVERY_KEY, &[]).unwrap();
-        let from_flags = Config::load([
-            "kube-event-metrics",
-            "--kubeconfig=/etc/kube/config",
-            "--web.listen-address=127.0.0.1:9999",
-            "--web.telemetry-path=/m",
-            "--web.config.file=/etc/kem/web.yml",
-            "--namespace=a",
-            "--namespace=b",
-            "--types=Warning,Normal",
-            "--field-selector=reason!=Pulled",
-            "--include-reason=Back.*",
-            "--include-reason=Failed.*",
-            "--exclude-reason=BackOff",
-            "--exclude-namespace=kube-.*",
-            "--count-existing",
-            "--watch.timeout=2m",
-            "--state-file=/var/lib/kem/state",
-            "--state-file.max-age=30m",
-            "--tombstones.max-age=90m",
-            "--tombstones.max=1000",
-            "--max-series=500",
-            "--log.level=debug",
-            "--log.format=json",
-        ])
-        .unwrap();
-        assert_eq!(from_file, from_flags);
-        assert_ne!(
-            from_flags,
-            parse(&[]).unwrap(),
-            "every key differs from its default"
+    fn file_values_a_flag_cannot_take_fail_naming_the_key_and_line() {
+        for (yaml, needle) in [
+            (
+                "max-series: 5\ncount-existing: maybe\n",
+                "key count-existing (line 2): expected true or false",
+            ),
+            (
+                "kubeconfig: [a, b]\n",
+                "key kubeconfig (line 1): takes one value, not a list",
+            ),
+            (
+                "config.file: other.yml\n",
+                "key config.file (line 1): a config file cannot name another",
+            ),
+            (
+                "demo.speed: fast\n",
+                "key demo.speed (line 1): invalid value 'fast'",
+            ),
+            ("namespace: a\nnamespace: b\n", "namespace"),
+        ] {
+            let error = load_with_file(yaml, &[]).unwrap_err().to_string();
+            assert!(error.contains(needle), "{yaml}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+        let nothing = load_with_file("kubeconfig:\nmax-series: 7\n", &[]).unwrap();
+        assert_eq!(
+            nothing,
+            parse(&["--max-series=7"]).unwrap(),
+            "an empty key is absent"
         );
     }
 
     #[test]
-    fn leader_election_keys_and_the_renew_deadline() {
-        let file = "leader-election: true\nleader-election.namespace: monitoring\n\
-                    leader-election.lease-duration: 30s\nleader-election.renew-deadline: 20s\n\
-                    leader-election.lease-name: kem\n";
-        let from_file = load_with_file(file, &[]).unwrap();
+    fn the_renew_deadline_defaults_to_two_thirds_and_stays_below_the_lease() {
         let from_flags = parse(&[
             "--leader-election",
             "--leader-election.namespace=monitoring",
@@ -1178,7 +1065,6 @@ log.format: json
             "--leader-election.lease-name=kem",
         ])
         .unwrap();
-        assert_eq!(from_file, from_flags);
         let election = from_flags.leader_election.unwrap();
         assert_eq!(election.renew_deadline, Duration::from_secs(20));
         let default = parse(&[
@@ -1209,7 +1095,8 @@ log.format: json
     #[test]
     fn flags_win_over_the_file() {
         let config = load_with_file(
-            EVERY_KEY,
+            "namespace: [a, b]\nmax-series: 500\nweb.listen-address: 127.0.0.1:9999\n\
+             web.telemetry-path: /m\ncount-existing: true\n",
             &[
                 "--namespace",
                 "c",
