@@ -118,6 +118,14 @@ fn every_format_gives_the_same_counts() {
         .iter()
         .map(|item| format!("---\n{}", serde_saphyr::to_string(item).unwrap()))
         .collect();
+    let at_column_0 = format!(
+        "{{\"kind\":\"List\",\"items\":[\n{}\n],\"metadata\":{{}}}}\n",
+        items
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(",\n")
+    );
     let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gzipped.write_all(pretty_stream.as_bytes()).unwrap();
     let gzipped = gzipped.finish().unwrap();
@@ -125,6 +133,16 @@ fn every_format_gives_the_same_counts() {
     for (what, bytes) in [
         ("yaml list", SEED.as_bytes().to_vec()),
         ("json list", serde_json::to_vec_pretty(&list).unwrap()),
+        ("one-line json list", serde_json::to_vec(&list).unwrap()),
+        ("json list, items at column 0", at_column_0.into_bytes()),
+        (
+            "array of items (jq .items)",
+            serde_json::to_vec_pretty(&items).unwrap(),
+        ),
+        (
+            "yaml list, indented items",
+            serde_saphyr::to_string(&list).unwrap().into_bytes(),
+        ),
         ("watch stream", pretty_stream.into_bytes()),
         ("watch events", wrapped_stream.into_bytes()),
         ("multi-document yaml", multi_doc.into_bytes()),

@@ -69,6 +69,22 @@ macro_rules! wrong_type_visits {
     };
 }
 
+/// For a field whose value is text: anything but a string is the wrong type.
+macro_rules! text_visits {
+    () => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Lenient::WrongType)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Lenient::WrongType)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            drain_map(map)
+        }
+        wrong_type_visits!();
+    };
+}
+
 /// A string field.
 impl<'de> Deserialize<'de> for Lenient<String> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -84,16 +100,7 @@ impl<'de> Deserialize<'de> for Lenient<String> {
             fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
                 Ok(Lenient::Value(value))
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Lenient::WrongType)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Lenient::WrongType)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                drain_map(map)
-            }
-            wrong_type_visits!();
+            text_visits!();
         }
         deserializer.deserialize_any(StringVisitor)
     }
@@ -123,6 +130,28 @@ impl<'de> Deserialize<'de> for Lenient<u32> {
             wrong_type_visits!();
         }
         deserializer.deserialize_any(CountVisitor)
+    }
+}
+
+/// Whether the object's own `kind` is `Event`; compared, never kept, because every watch line
+/// carries it and only replay files mix kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaysEvent(bool);
+
+impl<'de> Deserialize<'de> for Lenient<SaysEvent> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+        impl<'de> Visitor<'de> for KindVisitor {
+            type Value = Lenient<SaysEvent>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a kind")
+            }
+            fn visit_str<E: de::Error>(self, kind: &str) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(SaysEvent(kind == "Event")))
+            }
+            text_visits!();
+        }
+        deserializer.deserialize_any(KindVisitor)
     }
 }
 
@@ -225,6 +254,7 @@ lenient_object!(Series {
 });
 
 lenient_object!(EventFields {
+    kind: Lenient<SaysEvent> = "kind",
     metadata: Lenient<Metadata> = "metadata",
     involved_object: Lenient<ObjectRef> = "involvedObject",
     regarding: Lenient<ObjectRef> = "regarding",
@@ -337,6 +367,18 @@ impl SlimEvent {
             .resource_version
             .take()
             .filter(|version| !version.is_empty())
+    }
+
+    /// An Event says so in its `kind`; without one (some dumps drop it), an object that names
+    /// what it is about is taken as one.
+    pub fn is_event(&self) -> bool {
+        match self.fields.kind {
+            Lenient::Value(SaysEvent(says)) => says,
+            Lenient::Absent | Lenient::WrongType => {
+                !matches!(self.fields.involved_object, Lenient::Absent)
+                    || !matches!(self.fields.regarding, Lenient::Absent)
+            }
+        }
     }
 
     pub fn name(&self) -> &str {
