@@ -120,6 +120,7 @@ async fn a_stalled_stream_is_detected_by_the_watch_timeout_and_caught_up() {
         state.stalled_streams > stalled
     })
     .await;
+    let stalled_at = Instant::now();
     api.change(|state| {
         state.set_count("shop", "a.1", 4);
         state.stall_watches(false);
@@ -129,6 +130,13 @@ async fn a_stalled_stream_is_detected_by_the_watch_timeout_and_caught_up() {
         s.warnings("shop", "BackOff") == Some(3.0)
     })
     .await;
+    // The stalled stream was given its 1 s and the 5 s margin, and no less: the update came by
+    // the stall detector, not by some other reconnect.
+    let noticed = stalled_at.elapsed();
+    assert!(
+        noticed >= Duration::from_secs(5),
+        "reopened {noticed:?} after the stall"
+    );
     assert!(watch_requests(&api) > watches);
     assert_eq!(s.own("relists_total"), 0.0, "resumed, not relisted");
     exporter.stop().await;

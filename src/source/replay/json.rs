@@ -602,4 +602,20 @@ mod tests {
         );
         assert_eq!(got.len(), 2);
     }
+
+    proptest::proptest! {
+        /// Whatever the input, the splitter does not panic, does not depend on where buffers end
+        /// (checked by `splits_with`), and hands out values exactly as they stand in the input.
+        #[test]
+        fn any_input_splits_into_pieces_of_itself(
+            input in "([{}\\[\\]\",:\\\\\n ]|items|a|1){0,80}",
+        ) {
+            for split in splits_with(&input, 24) {
+                if let Split::Value { offset, bytes } | Split::Item { offset, bytes } = split {
+                    let start = offset as usize;
+                    proptest::prop_assert_eq!(&input.as_bytes()[start..start + bytes.len()], &bytes[..]);
+                }
+            }
+        }
+    }
 }

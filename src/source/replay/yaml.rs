@@ -347,4 +347,16 @@ metadata:
             ]
         );
     }
+
+    proptest::proptest! {
+        /// Whatever the input, no panic, and every piece starts on a line the input has.
+        #[test]
+        fn any_input_splits_without_panic(input in "(- |  |items:|---|#|a: 1|\n){0,60}") {
+            let lines = input.lines().count() + 1;
+            for piece in pieces_with(&input, 16) {
+                let (Piece::Document { line, .. } | Piece::Item { line, .. } | Piece::Garbage { line, .. }) = piece;
+                proptest::prop_assert!((1..=lines).contains(&line), "line {} of {}", line, lines);
+            }
+        }
+    }
 }
