@@ -11,40 +11,42 @@ use kube_event_metrics::config::LabelFilters;
 use kube_event_metrics::ingest::Ingest;
 use kube_event_metrics::ledger::{Ledger, UidKey};
 use kube_event_metrics::metrics::{self, Format, SelfStats};
-use kube_event_metrics::source::{
-    Delivery, Detail, ObjectName, Observation, OwnedLabels, Signal, SlimEvent,
-};
+use kube_event_metrics::source::line::{WatchLine, decode_line};
+use kube_event_metrics::source::{Delivery, EventText, Observation, Signal, SlimEvent};
 use kube_event_metrics::store::{KeyScratch, LabelValues, SeriesStore};
 
-fn labels(n: usize) -> OwnedLabels {
-    OwnedLabels {
-        namespace: format!("namespace-{}", n % 100),
-        kind: "Pod".into(),
-        reason: ["BackOff", "Unhealthy", "FailedMount", "Pulled"][n % 4].into(),
-        event_type: if n % 4 == 3 { "Normal" } else { "Warning" }.into(),
-        source: "kubelet".into(),
-    }
+fn observation(n: usize, occurrences: u32) -> Observation {
+    let namespace = format!("namespace-{}", n % 100);
+    let (name, involved, node) = (
+        format!("pod-{n}.17a2b3c4d5e6f708"),
+        format!("pod-{n}"),
+        format!("worker-{}", n % 50),
+    );
+    Observation::new(
+        UidKey(n as u128 * 0x9E37_79B9_7F4A_7C15),
+        occurrences,
+        EventText {
+            namespace: &namespace,
+            kind: "Pod",
+            reason: ["BackOff", "Unhealthy", "FailedMount", "Pulled"][n % 4],
+            event_type: if n % 4 == 3 { "Normal" } else { "Warning" },
+            source: "kubelet",
+            object_namespace: "shop",
+            object_name: &name,
+            first_timestamp: "2026-12-01T10:00:00Z",
+            // What the kubelet writes: every counted update refills its series' exemplar, and a
+            // new Event is classified from its message.
+            message: MESSAGES[n % 4],
+            involved_name: &involved,
+            node: &node,
+            last_seen: "2026-12-01T10:00:05Z",
+        },
+    )
 }
 
-fn observation(n: usize, occurrences: u32) -> Observation {
-    Observation {
-        uid: UidKey(n as u128 * 0x9E37_79B9_7F4A_7C15),
-        labels: labels(n),
-        occurrences,
-        object: ObjectName {
-            namespace: "shop".into(),
-            name: format!("pod-{n}.17a2b3c4d5e6f708"),
-            first_timestamp: "2026-12-01T10:00:00Z".into(),
-        },
-        // What the kubelet writes: every counted update refills its series' exemplar, and a new
-        // Event is classified from its message.
-        detail: Detail {
-            message: MESSAGES[n % 4].into(),
-            involved_name: format!("pod-{n}"),
-            node: format!("worker-{}", n % 50),
-            last_seen: "2026-12-01T10:00:05Z".into(),
-        },
-    }
+/// Label set `n`, as an Observation carries it.
+fn labels(n: usize) -> Observation {
+    observation(n, 1)
 }
 
 const MESSAGES: [&str; 4] = [
@@ -171,7 +173,7 @@ fn ingest_benches(c: &mut Criterion) {
         let store = SeriesStore::new(1_000);
         let mut scratch = KeyScratch::default();
         let series: Vec<u32> = (0..400)
-            .map(|n| store.intern(&labels(n).as_values(), &mut scratch))
+            .map(|n| store.intern(&labels(n).text().label_values(), &mut scratch))
             .collect();
         let uids: Vec<UidKey> = (0..10_000).map(|n| observation(n, 1).uid).collect();
         let mut count = 1u32;
@@ -212,14 +214,14 @@ fn ingest_benches(c: &mut Criterion) {
     c.bench_function("store/intern_existing", |b| {
         let store = SeriesStore::new(10_000);
         let mut scratch = KeyScratch::default();
-        let owned: Vec<OwnedLabels> = (0..400).map(labels).collect();
+        let owned: Vec<Observation> = (0..400).map(labels).collect();
         for l in &owned {
-            store.intern(&l.as_values(), &mut scratch);
+            store.intern(&l.text().label_values(), &mut scratch);
         }
         let mut n = 0;
         b.iter(|| {
             n = (n + 1) % owned.len();
-            store.intern(&owned[n].as_values(), &mut scratch)
+            store.intern(&owned[n].text().label_values(), &mut scratch)
         });
     });
 
@@ -229,7 +231,7 @@ fn ingest_benches(c: &mut Criterion) {
             let store = Arc::new(SeriesStore::new(1_000));
             let mut scratch = KeyScratch::default();
             let ids: Vec<u32> = (0..400)
-                .map(|n| store.intern(&labels(n).as_values(), &mut scratch))
+                .map(|n| store.intern(&labels(n).text().label_values(), &mut scratch))
                 .collect();
             let ids = Arc::new(ids);
             // Time per increment, each thread doing its share.
@@ -340,6 +342,13 @@ fn decode_benches(c: &mut Criterion) {
                 kube::core::WatchEvent::Modified(object) => object.into_observation().ok(),
                 _ => None,
             }
+        })
+    });
+    // What the watch does with each line: its text borrowed, then packed once.
+    c.bench_function("decode/watch_line_borrowed", |b| {
+        b.iter(|| match decode_line(line) {
+            Some(Ok(WatchLine::Object { event, .. })) => event.ok(),
+            _ => None,
         })
     });
 }

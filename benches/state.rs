@@ -9,7 +9,7 @@ use kube_event_metrics::ingest::Ingest;
 use kube_event_metrics::ledger::{Ledger, NameKey, NamedAt, TombstoneLimits, UidKey};
 use kube_event_metrics::metrics::SelfStats;
 use kube_event_metrics::snapshot::{self, WatchPrint};
-use kube_event_metrics::source::{Delivery, ObjectName, Observation, OwnedLabels, Signal};
+use kube_event_metrics::source::{Delivery, EventText, Observation, Signal};
 use kube_event_metrics::store::SeriesStore;
 
 const EVENTS: usize = 1_000_000;
@@ -30,23 +30,23 @@ fn resident_bytes() -> u64 {
 }
 
 fn observation(n: usize) -> Observation {
-    Observation {
-        uid: UidKey(n as u128 * 0x9E37_79B9_7F4A_7C15 + 1),
-        labels: OwnedLabels {
-            namespace: format!("ns-{}", n % 200),
-            kind: "Pod".into(),
-            reason: ["BackOff", "Unhealthy", "FailedMount", "Pulled"][n % 4].into(),
-            event_type: "Warning".into(),
-            source: "kubelet".into(),
+    let namespace = format!("ns-{}", n % 200);
+    let name = format!("pod-{n}.17a2b3c4d5e6f708");
+    Observation::new(
+        UidKey(n as u128 * 0x9E37_79B9_7F4A_7C15 + 1),
+        1 + (n % 50) as u32,
+        EventText {
+            namespace: &namespace,
+            kind: "Pod",
+            reason: ["BackOff", "Unhealthy", "FailedMount", "Pulled"][n % 4],
+            event_type: "Warning",
+            source: "kubelet",
+            object_namespace: &namespace,
+            object_name: &name,
+            first_timestamp: "2026-12-01T10:00:00Z",
+            ..EventText::default()
         },
-        occurrences: 1 + (n % 50) as u32,
-        object: ObjectName {
-            namespace: format!("ns-{}", n % 200),
-            name: format!("pod-{n}.17a2b3c4d5e6f708"),
-            first_timestamp: "2026-12-01T10:00:00Z".into(),
-        },
-        detail: Default::default(),
-    }
+    )
 }
 
 fn main() {

@@ -166,14 +166,14 @@ impl Ingest {
         delivery: Delivery,
         observation: Observation,
     ) -> Result<(), crate::ledger::LedgerError> {
-        let labels = &observation.labels;
+        let text = observation.text();
         if !self
             .filters
-            .admits(&labels.namespace, &labels.reason, &labels.event_type)
+            .admits(text.namespace, text.reason, text.event_type)
         {
             return Ok(());
         }
-        let mut values = observation.labels.as_values();
+        let mut values = text.label_values();
         let known = self.ledger.series_of(observation.uid);
         // An update of a known Event usually keeps its labels: skip classifying and interning
         // then. Its class is the one it got when first seen.
@@ -181,9 +181,7 @@ impl Ingest {
         let series = match known {
             Some(known) if self.store.has_labels_but_class(known, &values) => known,
             _ => {
-                verdict = self
-                    .classifier
-                    .classify(&labels.reason, &observation.detail.message);
+                verdict = self.classifier.classify(text.reason, text.message);
                 if verdict.capped {
                     self.stats.classes_capped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -194,7 +192,7 @@ impl Ingest {
         // Only creations and deletions need the object's name (tombstones), so updates of known
         // Events pay for neither the hash nor the clock.
         let named = (known.is_none() || delivery == Delivery::Deleted).then(|| NamedAt {
-            name: observation.object.key(),
+            name: text.object_key(),
             now: snapshot::unix_now(),
         });
         let (uid, occurrences) = (observation.uid, observation.occurrences);
@@ -208,13 +206,12 @@ impl Ingest {
         match outcome {
             Outcome::Counted(increment) => {
                 self.store.add(increment.series, increment.delta);
-                let detail = &observation.detail;
-                let timestamp = unix_seconds(&detail.last_seen);
+                let timestamp = unix_seconds(text.last_seen);
                 self.store.record_exemplar(increment.series, |exemplar| {
                     exemplar.set(
                         values.kind,
-                        &detail.involved_name,
-                        &detail.node,
+                        text.involved_name,
+                        text.node,
                         increment.delta,
                         timestamp,
                     )

@@ -13,7 +13,7 @@ use kube_event_metrics::ingest::Ingest;
 use kube_event_metrics::ledger::UidKey;
 use kube_event_metrics::metrics::SelfStats;
 use kube_event_metrics::snapshot::{self, WatchPrint};
-use kube_event_metrics::source::{Delivery, ObjectName, Observation, OwnedLabels, Signal};
+use kube_event_metrics::source::{Delivery, EventText, Observation, Signal};
 use kube_event_metrics::store::SeriesStore;
 use proptest::prelude::*;
 
@@ -116,14 +116,24 @@ struct Event {
     known: bool,
 }
 
-fn labels(label: usize) -> OwnedLabels {
-    OwnedLabels {
-        namespace: format!("ns{}", label % 2),
-        kind: "Pod".into(),
-        reason: format!("Reason{label}"),
-        event_type: "Warning".into(),
-        source: "kubelet".into(),
-    }
+/// An observation of label set `label` with the object's name and first timestamp.
+fn observation(uid: u128, count: u32, label: usize, name: &str, first: &str) -> Observation {
+    let (namespace, reason) = (format!("ns{}", label % 2), format!("Reason{label}"));
+    Observation::new(
+        UidKey(uid),
+        count,
+        EventText {
+            namespace: &namespace,
+            kind: "Pod",
+            reason: &reason,
+            event_type: "Warning",
+            source: "kubelet",
+            object_namespace: "shop",
+            object_name: name,
+            first_timestamp: first,
+            ..EventText::default()
+        },
+    )
 }
 
 fn filters(exclude: bool) -> LabelFilters {
@@ -237,17 +247,13 @@ impl Cluster {
         exporter.ingest.handle(Signal::Object {
             watch: event.watch as u16,
             delivery,
-            event: Ok(Observation {
-                uid: UidKey(event.uid),
-                labels: labels(event.label),
-                occurrences: event.count,
-                object: ObjectName {
-                    namespace: "shop".into(),
-                    name: event.name.clone(),
-                    first_timestamp: event.first_timestamp.clone(),
-                },
-                detail: Default::default(),
-            }),
+            event: Ok(observation(
+                event.uid,
+                event.count,
+                event.label,
+                &event.name,
+                &event.first_timestamp,
+            )),
         });
     }
 
@@ -375,12 +381,12 @@ fn counted(exporter: &mut Exporter) -> BTreeMap<usize, u64> {
     exporter.scrape();
     let mut totals = BTreeMap::new();
     for label in 0..LABEL_SETS {
-        let owned = labels(label);
+        let owned = observation(0, 1, label, "", "");
         let total: u64 = exporter
             .gone
             .iter()
             .chain([&exporter.store])
-            .filter_map(|store| store.published_value_of(&owned.as_values()))
+            .filter_map(|store| store.published_value_of(&owned.text().label_values()))
             .sum();
         totals.insert(label, total);
     }
@@ -584,17 +590,8 @@ fn a_ttl_recreation_whose_deletion_fell_in_a_gap_counts_whole() {
         store.clone(),
         Arc::new(SelfStats::default()),
     );
-    let observation = |uid: u128, count: u32| Observation {
-        uid: UidKey(uid),
-        labels: labels(0),
-        occurrences: count,
-        object: ObjectName {
-            namespace: "shop".into(),
-            name: "cron.1".into(),
-            first_timestamp: "2026-12-01T10:00:00Z".into(),
-        },
-        detail: Default::default(),
-    };
+    let observation =
+        |uid: u128, count: u32| observation(uid, count, 0, "cron.1", "2026-12-01T10:00:00Z");
     ingest.handle(Signal::ListStarted(0));
     ingest.handle(Signal::ListDone(0));
     let applied = |uid, count| Signal::Object {
@@ -610,7 +607,8 @@ fn a_ttl_recreation_whose_deletion_fell_in_a_gap_counts_whole() {
         event: Ok(observation(1, 4)),
     });
     ingest.handle(applied(2, 5));
-    assert_eq!(store.value_of(&labels(0).as_values()), Some(5));
+    let labels = observation(0, 1);
+    assert_eq!(store.value_of(&labels.text().label_values()), Some(5));
     // Deleted while the watch was away, re-created, found by the relist: counted whole.
     ingest.handle(Signal::ListStarted(0));
     ingest.handle(Signal::Object {
@@ -619,7 +617,7 @@ fn a_ttl_recreation_whose_deletion_fell_in_a_gap_counts_whole() {
         event: Ok(observation(3, 6)),
     });
     ingest.handle(Signal::ListDone(0));
-    assert_eq!(store.value_of(&labels(0).as_values()), Some(11));
+    assert_eq!(store.value_of(&labels.text().label_values()), Some(11));
 }
 
 #[test]

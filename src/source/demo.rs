@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::replay::REPLAY_WATCH;
-use super::{Delivery, Observation, Signal, SlimEvent, unix_seconds};
+use super::{Delivery, EventText, Observation, Signal, SlimEvent, unix_seconds};
 use crate::ledger::UidKey;
 
 const RECORDING: &str = include_str!("demo-recording.jsonl");
@@ -113,20 +113,28 @@ impl Recording {
             for entry in &self.entries {
                 tokio::time::sleep_until(cycle_start + Duration::from_secs_f64(entry.at / speed))
                     .await;
-                let mut observation = entry.observation.clone();
-                observation.uid = cycle_uid(observation.uid, cycle);
+                let played = &entry.observation;
+                let text = played.text();
                 // A later telling of the story: its Events start later, so they are new Events
                 // under old names, not re-creations of the last cycle's (which the ledger would
                 // diff against their tombstones). The timestamp is only an identity here.
-                if cycle > 0 {
-                    observation
-                        .object
-                        .first_timestamp
-                        .push_str(&format!("+cycle{cycle}"));
-                }
+                let first_timestamp = if cycle > 0 {
+                    format!("{}+cycle{cycle}", text.first_timestamp)
+                } else {
+                    text.first_timestamp.to_owned()
+                };
                 // The story happens now: an exemplar names the time it was played, so a
                 // dashboard over the last hours shows it.
-                observation.detail.last_seen = k8s_openapi::jiff::Timestamp::now().to_string();
+                let last_seen = k8s_openapi::jiff::Timestamp::now().to_string();
+                let observation = Observation::new(
+                    cycle_uid(played.uid, cycle),
+                    played.occurrences,
+                    EventText {
+                        first_timestamp: &first_timestamp,
+                        last_seen: &last_seen,
+                        ..text
+                    },
+                );
                 match live.iter_mut().find(|known| known.uid == observation.uid) {
                     Some(known) => *known = observation.clone(),
                     None => live.push(observation.clone()),

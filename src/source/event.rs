@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{Detail, ObjectName, Observation, OwnedLabels};
+use super::{EventText, Observation};
 use crate::ledger::UidKey;
 
 /// A JSON value as far as we care: absent or null, the expected type, or something else.
@@ -25,13 +25,7 @@ pub enum Lenient<T> {
 }
 
 impl<T> Lenient<T> {
-    fn into_value(self) -> Option<T> {
-        match self {
-            Lenient::Value(value) => Some(value),
-            Lenient::Absent | Lenient::WrongType => None,
-        }
-    }
-    fn value(&self) -> Option<&T> {
+    pub fn value(&self) -> Option<&T> {
         match self {
             Lenient::Value(value) => Some(value),
             Lenient::Absent | Lenient::WrongType => None,
@@ -184,16 +178,26 @@ impl<'de> Visitor<'de> for KnownKey {
 /// the whole object `WrongType`.
 macro_rules! lenient_object {
     ($name:ident { $($field:ident : $ty:ty = $json:literal),* $(,)? }) => {
+        /// Generic over its text: `String` where kube decodes owned objects (list pages), a
+        /// [`Text`] borrowed from the line where we decode watch lines ourselves.
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
-        pub struct $name {
+        pub struct $name<S> {
             $(pub $field: $ty,)*
         }
 
-        impl<'de> Deserialize<'de> for Lenient<$name> {
+        impl<'de, S> Deserialize<'de> for Lenient<$name<S>>
+        where
+            S: Default,
+            $($ty: Deserialize<'de>,)*
+        {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct ObjectVisitor;
-                impl<'de> Visitor<'de> for ObjectVisitor {
-                    type Value = Lenient<$name>;
+                struct ObjectVisitor<S>(std::marker::PhantomData<S>);
+                impl<'de, S> Visitor<'de> for ObjectVisitor<S>
+                where
+                    S: Default,
+                    $($ty: Deserialize<'de>,)*
+                {
+                    type Value = Lenient<$name<S>>;
                     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                         f.write_str(concat!("an object (", stringify!($name), ")"))
                     }
@@ -205,7 +209,7 @@ macro_rules! lenient_object {
                         let mut object = $name::default();
                         while let Some(key) = map.next_key_seed(KnownKey(FIELDS))? {
                             match key {
-                                $(Some($json) => object.$field = map.next_value()?,)*
+                                $(Some($json) => object.$field = map.next_value::<$ty>()?,)*
                                 _ => {
                                     map.next_value::<IgnoredAny>()?;
                                 }
@@ -224,58 +228,58 @@ macro_rules! lenient_object {
                     }
                     wrong_type_visits!();
                 }
-                deserializer.deserialize_any(ObjectVisitor)
+                deserializer.deserialize_any(ObjectVisitor::<S>(std::marker::PhantomData))
             }
         }
     };
 }
 
 lenient_object!(Metadata {
-    name: Lenient<String> = "name",
-    namespace: Lenient<String> = "namespace",
-    uid: Lenient<String> = "uid",
-    resource_version: Lenient<String> = "resourceVersion",
+    name: Lenient<S> = "name",
+    namespace: Lenient<S> = "namespace",
+    uid: Lenient<S> = "uid",
+    resource_version: Lenient<S> = "resourceVersion",
 });
 
 lenient_object!(ObjectRef {
-    kind: Lenient<String> = "kind",
-    namespace: Lenient<String> = "namespace",
-    name: Lenient<String> = "name",
+    kind: Lenient<S> = "kind",
+    namespace: Lenient<S> = "namespace",
+    name: Lenient<S> = "name",
 });
 
 lenient_object!(Source {
-    component: Lenient<String> = "component",
-    host: Lenient<String> = "host",
+    component: Lenient<S> = "component",
+    host: Lenient<S> = "host",
 });
 
 lenient_object!(Series {
     count: Lenient<u32> = "count",
-    last_observed_time: Lenient<String> = "lastObservedTime",
+    last_observed_time: Lenient<S> = "lastObservedTime",
 });
 
 lenient_object!(EventFields {
     kind: Lenient<SaysEvent> = "kind",
-    metadata: Lenient<Metadata> = "metadata",
-    involved_object: Lenient<ObjectRef> = "involvedObject",
-    regarding: Lenient<ObjectRef> = "regarding",
-    reason: Lenient<String> = "reason",
-    event_type: Lenient<String> = "type",
-    source: Lenient<Source> = "source",
-    deprecated_source: Lenient<Source> = "deprecatedSource",
-    reporting_component: Lenient<String> = "reportingComponent",
-    reporting_controller: Lenient<String> = "reportingController",
+    metadata: Lenient<Metadata<S>> = "metadata",
+    involved_object: Lenient<ObjectRef<S>> = "involvedObject",
+    regarding: Lenient<ObjectRef<S>> = "regarding",
+    reason: Lenient<S> = "reason",
+    event_type: Lenient<S> = "type",
+    source: Lenient<Source<S>> = "source",
+    deprecated_source: Lenient<Source<S>> = "deprecatedSource",
+    reporting_component: Lenient<S> = "reportingComponent",
+    reporting_controller: Lenient<S> = "reportingController",
     count: Lenient<u32> = "count",
     deprecated_count: Lenient<u32> = "deprecatedCount",
-    series: Lenient<Series> = "series",
-    first_timestamp: Lenient<String> = "firstTimestamp",
-    deprecated_first_timestamp: Lenient<String> = "deprecatedFirstTimestamp",
-    event_time: Lenient<String> = "eventTime",
+    series: Lenient<Series<S>> = "series",
+    first_timestamp: Lenient<S> = "firstTimestamp",
+    deprecated_first_timestamp: Lenient<S> = "deprecatedFirstTimestamp",
+    event_time: Lenient<S> = "eventTime",
     // Drill-down only (class, exemplar): a wrong type here never makes the object malformed.
-    message: Lenient<String> = "message",
-    note: Lenient<String> = "note",
-    last_timestamp: Lenient<String> = "lastTimestamp",
-    deprecated_last_timestamp: Lenient<String> = "deprecatedLastTimestamp",
-    reporting_instance: Lenient<String> = "reportingInstance",
+    message: Lenient<S> = "message",
+    note: Lenient<S> = "note",
+    last_timestamp: Lenient<S> = "lastTimestamp",
+    deprecated_last_timestamp: Lenient<S> = "deprecatedLastTimestamp",
+    reporting_instance: Lenient<S> = "reportingInstance",
 });
 
 /// Why an object was skipped.
@@ -288,30 +292,29 @@ pub struct Malformed {
     pub position: Option<String>,
 }
 
-/// A core/v1 or events.k8s.io/v1 Event as the watcher hands it over: the metadata kube needs
-/// (`resourceVersion` to resume a watch) and the fields we count with, or why they are unusable.
+/// A core/v1 or events.k8s.io/v1 Event as kube decodes it from a list page: the metadata kube
+/// reads (`resourceVersion`) and the fields we count with.
 #[derive(Clone, Debug)]
 pub struct SlimEvent {
     meta: ObjectMeta,
-    uid: Option<UidKey>,
-    fields: EventFields,
-    malformed: Option<&'static str>,
+    fields: Lenient<EventFields<String>>,
 }
 
 impl<'de> Deserialize<'de> for SlimEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fields = match Lenient::<EventFields>::deserialize(deserializer)? {
-            Lenient::Value(fields) => fields,
-            Lenient::Absent | Lenient::WrongType => {
-                return Ok(SlimEvent {
-                    meta: ObjectMeta::default(),
-                    uid: None,
-                    fields: EventFields::default(),
-                    malformed: Some("the object is not a JSON object"),
-                });
-            }
-        };
-        Ok(SlimEvent::from_fields(fields))
+        let fields = Lenient::<EventFields<String>>::deserialize(deserializer)?;
+        let resource_version = fields
+            .value()
+            .and_then(|fields| fields.metadata.value())
+            .and_then(|metadata| metadata.resource_version.value())
+            .cloned();
+        Ok(SlimEvent {
+            meta: ObjectMeta {
+                resource_version,
+                ..ObjectMeta::default()
+            },
+            fields,
+        })
     }
 }
 
@@ -331,167 +334,165 @@ impl Serialize for SlimEvent {
 }
 
 impl SlimEvent {
-    fn from_fields(mut fields: EventFields) -> Self {
-        let malformed = malformation(&fields);
-        // Moved, not cloned: this runs for every list item and watch event.
-        let (meta, uid) = match std::mem::take(&mut fields.metadata).into_value() {
-            Some(metadata) => {
-                let uid = metadata.uid.value().map(|uid| UidKey::from_uid(uid));
-                let meta = ObjectMeta {
-                    name: metadata.name.into_value(),
-                    namespace: metadata.namespace.into_value(),
-                    resource_version: metadata.resource_version.into_value(),
-                    ..ObjectMeta::default()
-                };
-                (meta, uid)
-            }
-            None => (ObjectMeta::default(), None),
-        };
-        SlimEvent {
-            meta,
-            uid,
-            fields,
-            malformed,
-        }
-    }
-
     /// Decodes one object from JSON text (replay files, tests).
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
     }
 
-    /// Where a watch resumes after this object, moved out (not copied) before the object
-    /// becomes its counting view.
-    pub fn take_resource_version(&mut self) -> Option<String> {
-        self.meta
-            .resource_version
-            .take()
-            .filter(|version| !version.is_empty())
-    }
-
-    /// An Event says so in its `kind`; without one (some dumps drop it), an object that names
-    /// what it is about is taken as one.
     pub fn is_event(&self) -> bool {
-        match self.fields.kind {
-            Lenient::Value(SaysEvent(says)) => says,
-            Lenient::Absent | Lenient::WrongType => {
-                !matches!(self.fields.involved_object, Lenient::Absent)
-                    || !matches!(self.fields.regarding, Lenient::Absent)
-            }
-        }
+        is_event(&self.fields)
     }
 
-    pub fn name(&self) -> &str {
-        self.meta.name.as_deref().unwrap_or("<unnamed>")
-    }
-
-    /// The counting view of this object, or why it must be skipped (rule 6).
     pub fn into_observation(self) -> Result<Observation, Malformed> {
-        let malformed = |event: &SlimEvent, reason: &'static str| Malformed {
-            name: event.name().to_owned(),
-            reason: Cow::Borrowed(reason),
-            position: None,
-        };
-        if let Some(reason) = self.malformed {
-            return Err(malformed(&self, reason));
-        }
-        let Some(uid) = self.uid else {
-            return Err(malformed(&self, "metadata.uid is missing"));
-        };
-        let mut fields = self.fields;
-        let occurrences = occurrences(&fields);
-        // Moved, not cloned; `eventTime` is copied only when nothing later names the time, as it
-        // is also the first timestamp below.
-        let observed = std::mem::take(&mut fields.series)
-            .into_value()
-            .and_then(|series| series.last_observed_time.into_value());
-        let last_seen = [
-            observed,
-            std::mem::take(&mut fields.last_timestamp).into_value(),
-            std::mem::take(&mut fields.deprecated_last_timestamp).into_value(),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|time| !time.is_empty())
-        .or_else(|| fields.event_time.value().filter(|t| !t.is_empty()).cloned());
-        let first_timestamp = [
-            std::mem::take(&mut fields.first_timestamp),
-            std::mem::take(&mut fields.deprecated_first_timestamp),
-            std::mem::take(&mut fields.event_time),
-        ]
-        .into_iter()
-        .find_map(Lenient::into_value)
-        .unwrap_or_default();
-        let mut meta = self.meta;
-        let object_name = ObjectName {
-            namespace: meta.namespace.take().unwrap_or_default(),
-            name: meta.name.take().unwrap_or_default(),
-            first_timestamp,
-        };
-        let object = match fields.involved_object.into_value() {
-            Some(object) => Some(object),
-            None => fields.regarding.into_value(),
-        };
-        let (namespace, kind, involved) = object.map_or((None, None, None), |object| {
-            (
-                object.namespace.into_value(),
-                object.kind.into_value(),
-                object.name.into_value(),
-            )
-        });
-        let parts = |source: Lenient<Source>| {
-            source.into_value().map_or((None, None), |source| {
-                (source.component.into_value(), source.host.into_value())
-            })
-        };
-        let (component, host) = parts(std::mem::take(&mut fields.source));
-        let (deprecated_component, deprecated_host) =
-            parts(std::mem::take(&mut fields.deprecated_source));
-        let source = [
-            component,
-            deprecated_component,
-            fields.reporting_component.into_value(),
-            fields.reporting_controller.into_value(),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|component| !component.is_empty());
-        let host = [
-            host,
-            deprecated_host,
-            fields.reporting_instance.into_value(),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|host| !host.is_empty());
-        let message = fields
-            .message
-            .into_value()
-            .or_else(|| fields.note.into_value())
-            .unwrap_or_default();
-        Ok(Observation {
-            uid,
-            occurrences,
-            object: object_name,
-            labels: OwnedLabels {
-                namespace: namespace.unwrap_or_default(),
-                kind: kind.unwrap_or_default(),
-                reason: fields.reason.into_value().unwrap_or_default(),
-                event_type: fields.event_type.into_value().unwrap_or_default(),
-                source: source.unwrap_or_default(),
-            },
-            detail: Detail {
-                message,
-                involved_name: involved.unwrap_or_default(),
-                node: host.unwrap_or_default(),
-                last_seen: last_seen.unwrap_or_default(),
-            },
-        })
+        observe(&self.fields)
     }
 }
 
+/// Text borrowed from the decoded line where it holds no escapes, as nearly all does; owned
+/// where it does.
+pub type Text<'a> = Cow<'a, str>;
+
+/// A string field, borrowed from the input where it can be.
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<Text<'a>> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Lenient<Text<'de>>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(Cow::Owned(value.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+                Ok(Lenient::Value(Cow::Owned(value)))
+            }
+            text_visits!();
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+fn text<S: AsRef<str>>(field: &Lenient<S>) -> Option<&str> {
+    field.value().map(AsRef::as_ref)
+}
+
+/// An Event says so in its `kind`; without one (some dumps drop it), an object that names what
+/// it is about is taken as one.
+pub fn is_event<S>(fields: &Lenient<EventFields<S>>) -> bool {
+    let Some(fields) = fields.value() else {
+        return false;
+    };
+    match fields.kind {
+        Lenient::Value(SaysEvent(says)) => says,
+        Lenient::Absent | Lenient::WrongType => {
+            !matches!(fields.involved_object, Lenient::Absent)
+                || !matches!(fields.regarding, Lenient::Absent)
+        }
+    }
+}
+
+/// `metadata.name`, for messages about the object.
+pub fn name_of<S: AsRef<str>>(fields: &Lenient<EventFields<S>>) -> &str {
+    fields
+        .value()
+        .and_then(|fields| fields.metadata.value())
+        .and_then(|metadata| text(&metadata.name))
+        .unwrap_or("<unnamed>")
+}
+
+/// The counting view of an object, or why it must be skipped (rule 6). Its text is copied
+/// once, into the observation's one allocation.
+pub fn observe<S: AsRef<str>>(object: &Lenient<EventFields<S>>) -> Result<Observation, Malformed> {
+    let malformed = |reason: &'static str| Malformed {
+        name: name_of(object).to_owned(),
+        reason: Cow::Borrowed(reason),
+        position: None,
+    };
+    let Some(fields) = object.value() else {
+        return Err(malformed("the object is not a JSON object"));
+    };
+    if let Some(reason) = malformation(fields) {
+        return Err(malformed(reason));
+    }
+    let metadata = fields.metadata.value();
+    let Some(uid) = metadata.and_then(|metadata| text(&metadata.uid)) else {
+        return Err(malformed("metadata.uid is missing"));
+    };
+    let not_empty = |text: &&str| !text.is_empty();
+    let observed = fields
+        .series
+        .value()
+        .and_then(|series| text(&series.last_observed_time));
+    let last_seen = [
+        observed,
+        text(&fields.last_timestamp),
+        text(&fields.deprecated_last_timestamp),
+        text(&fields.event_time),
+    ]
+    .into_iter()
+    .flatten()
+    .find(not_empty);
+    let first_timestamp = [
+        &fields.first_timestamp,
+        &fields.deprecated_first_timestamp,
+        &fields.event_time,
+    ]
+    .into_iter()
+    .find_map(text);
+    let object = fields
+        .involved_object
+        .value()
+        .or_else(|| fields.regarding.value());
+    let about = |field: fn(&ObjectRef<S>) -> &Lenient<S>| object.and_then(|o| text(field(o)));
+    fn parts<S: AsRef<str>>(source: &Lenient<Source<S>>) -> (Option<&str>, Option<&str>) {
+        source.value().map_or((None, None), |source| {
+            (text(&source.component), text(&source.host))
+        })
+    }
+    let (component, host) = parts(&fields.source);
+    let (deprecated_component, deprecated_host) = parts(&fields.deprecated_source);
+    let source = [
+        component,
+        deprecated_component,
+        text(&fields.reporting_component),
+        text(&fields.reporting_controller),
+    ]
+    .into_iter()
+    .flatten()
+    .find(not_empty);
+    let node = [host, deprecated_host, text(&fields.reporting_instance)]
+        .into_iter()
+        .flatten()
+        .find(not_empty);
+    let message = text(&fields.message).or_else(|| text(&fields.note));
+    let of_metadata =
+        |field: fn(&Metadata<S>) -> &Lenient<S>| metadata.and_then(|m| text(field(m)));
+    Ok(Observation::new(
+        UidKey::from_uid(uid),
+        occurrences(fields),
+        EventText {
+            namespace: about(|o| &o.namespace).unwrap_or_default(),
+            kind: about(|o| &o.kind).unwrap_or_default(),
+            reason: text(&fields.reason).unwrap_or_default(),
+            event_type: text(&fields.event_type).unwrap_or_default(),
+            source: source.unwrap_or_default(),
+            object_namespace: of_metadata(|m| &m.namespace).unwrap_or_default(),
+            object_name: of_metadata(|m| &m.name).unwrap_or_default(),
+            first_timestamp: first_timestamp.unwrap_or_default(),
+            message: message.unwrap_or_default(),
+            involved_name: about(|o| &o.name).unwrap_or_default(),
+            node: node.unwrap_or_default(),
+            last_seen: last_seen.unwrap_or_default(),
+        },
+    ))
+}
+
 /// `max(1, count, series.count)`, and their events.k8s.io names.
-fn occurrences(fields: &EventFields) -> u32 {
+fn occurrences<S>(fields: &EventFields<S>) -> u32 {
     let series = fields
         .series
         .value()
@@ -508,19 +509,19 @@ fn occurrences(fields: &EventFields) -> u32 {
 }
 
 /// The first used field with the wrong JSON type, if any (rule 6).
-fn malformation(fields: &EventFields) -> Option<&'static str> {
+fn malformation<S>(fields: &EventFields<S>) -> Option<&'static str> {
     let metadata = match &fields.metadata {
         Lenient::Value(metadata) => metadata,
         Lenient::WrongType => return Some("metadata is not an object"),
         Lenient::Absent => return Some("metadata is missing"),
     };
-    let object_wrong = |object: &Lenient<ObjectRef>| {
+    let object_wrong = |object: &Lenient<ObjectRef<S>>| {
         object.is_wrong()
             || object
                 .value()
                 .is_some_and(|o| o.kind.is_wrong() || o.namespace.is_wrong())
     };
-    let source_wrong = |source: &Lenient<Source>| {
+    let source_wrong = |source: &Lenient<Source<S>>| {
         source.is_wrong() || source.value().is_some_and(|s| s.component.is_wrong())
     };
     let series_wrong =
@@ -607,6 +608,7 @@ impl kube::Resource for SlimEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::NameKey;
 
     fn observe(json: &str) -> Result<Observation, Malformed> {
         SlimEvent::from_json(json)
@@ -625,15 +627,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(obs.occurrences, 43);
+        let text = obs.text();
         assert_eq!(
-            obs.labels,
-            OwnedLabels {
-                namespace: "moelove".into(),
-                kind: "Pod".into(),
-                reason: "BackOff".into(),
-                event_type: "Normal".into(),
-                source: "kubelet".into(),
-            }
+            [
+                text.namespace,
+                text.kind,
+                text.reason,
+                text.event_type,
+                text.source
+            ],
+            ["moelove", "Pod", "BackOff", "Normal", "kubelet"]
         );
         assert_eq!(
             obs.uid,
@@ -649,7 +652,7 @@ mod tests {
             "involvedObject":{"kind":"Pod","namespace":"a"}}"#,
         )
         .unwrap();
-        assert_eq!(obs.labels.source, "default-scheduler");
+        assert_eq!(obs.text().source, "default-scheduler");
         assert_eq!(obs.occurrences, 1);
     }
 
@@ -661,9 +664,9 @@ mod tests {
             "reportingController":"default-scheduler","deprecatedCount":0,"series":{"count":12}}"#,
         )
         .unwrap();
-        assert_eq!(obs.labels.kind, "Pod");
-        assert_eq!(obs.labels.namespace, "b");
-        assert_eq!(obs.labels.source, "default-scheduler");
+        assert_eq!(obs.text().kind, "Pod");
+        assert_eq!(obs.text().namespace, "b");
+        assert_eq!(obs.text().source, "default-scheduler");
         assert_eq!(obs.occurrences, 12);
     }
 
@@ -675,14 +678,20 @@ mod tests {
             "reportingInstance":"kubelet-x","lastTimestamp":"2026-12-01T10:00:05Z","eventTime":null}"#,
         )
         .unwrap();
+        let detail = legacy.text();
         assert_eq!(
-            legacy.detail,
-            Detail {
-                message: "Back-off restarting failed container".into(),
-                involved_name: "web-1".into(),
-                node: "node-3".into(),
-                last_seen: "2026-12-01T10:00:05Z".into(),
-            }
+            [
+                detail.message,
+                detail.involved_name,
+                detail.node,
+                detail.last_seen
+            ],
+            [
+                "Back-off restarting failed container",
+                "web-1",
+                "node-3",
+                "2026-12-01T10:00:05Z"
+            ]
         );
         let new = observe(
             r#"{"metadata":{"name":"f","uid":"u5"},"regarding":{"kind":"Pod","name":"trainer-0"},
@@ -690,10 +699,11 @@ mod tests {
             "eventTime":"2026-12-01T10:00:00.000001Z","series":{"count":3,"lastObservedTime":"2026-12-01T10:30:00.000000Z"}}"#,
         )
         .unwrap();
-        assert_eq!(new.detail.message, "0/3 nodes are available");
-        assert_eq!(new.detail.involved_name, "trainer-0");
-        assert_eq!(new.detail.node, "default-scheduler-cp-1");
-        assert_eq!(new.detail.last_seen, "2026-12-01T10:30:00.000000Z");
+        let detail = new.text();
+        assert_eq!(detail.message, "0/3 nodes are available");
+        assert_eq!(detail.involved_name, "trainer-0");
+        assert_eq!(detail.node, "default-scheduler-cp-1");
+        assert_eq!(detail.last_seen, "2026-12-01T10:30:00.000000Z");
         // Wrong types in fields used only for drill-down cost the detail, not the count.
         let odd = observe(
             r#"{"metadata":{"name":"o","uid":"u6"},"message":42,"lastTimestamp":{},"source":{"host":[1]},
@@ -701,7 +711,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(odd.occurrences, 2);
-        assert_eq!(odd.detail, Detail::default());
+        let detail = odd.text();
+        assert_eq!(
+            [
+                detail.message,
+                detail.involved_name,
+                detail.node,
+                detail.last_seen
+            ],
+            [""; 4]
+        );
+    }
+
+    #[test]
+    fn borrowed_and_owned_decodes_agree_escapes_included() {
+        let json = r#"{"metadata":{"name":"e.1","namespace":"shop","uid":"u7"},"count":3,
+            "involvedObject":{"kind":"Pod","namespace":"shop","name":"web-\u00e9"},
+            "reason":"Unhealthy","type":"Warning","source":{"component":"kubelet"},
+            "message":"Readiness probe failed: \"503\"\n","firstTimestamp":"2026-12-01T10:00:00Z"}"#;
+        let borrowed: Lenient<EventFields<Text>> = serde_json::from_str(json).unwrap();
+        let borrowed = super::observe(&borrowed).unwrap();
+        assert_eq!(borrowed, observe(json).unwrap());
+        assert_eq!(borrowed.text().message, "Readiness probe failed: \"503\"\n");
+        assert_eq!(borrowed.text().involved_name, "web-é");
+        assert_eq!(
+            borrowed.text().object_key(),
+            NameKey::new("shop", "e.1", "2026-12-01T10:00:00Z")
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use clap::ValueEnum;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use http_body_util::BodyExt;
-use kube::api::{ListParams, WatchEvent, WatchParams};
+use kube::api::{ListParams, WatchParams};
 use kube::core::Status;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -26,6 +26,7 @@ use tokio::sync::OnceCell;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
+use super::line::{Decoded, WatchLine, decode_line};
 use super::{Delivery, ListPlan, Malformed, Observation, Signal, SlimEvent};
 use crate::ledger::WatchId;
 
@@ -179,30 +180,6 @@ impl Lines {
             }
         }
     }
-}
-
-/// One watch line: an event, a Status (a server that fails a watch after its headers), or a
-/// line that is not a watch event; `None` for a blank line.
-fn decode_line(line: &[u8]) -> Option<Decoded> {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return None;
-    }
-    // One check of the whole line, then serde reads it as text: from bytes it would check each
-    // string on its own, which profiled three times as slow.
-    let line = match std::str::from_utf8(line) {
-        Ok(line) => line,
-        Err(_) => {
-            let error = serde::de::Error::custom("a watch line that is not UTF-8");
-            return Some(Err(kube::Error::SerdeError(error)));
-        }
-    };
-    Some(match serde_json::from_str::<WatchEvent<SlimEvent>>(line) {
-        Ok(event) => Ok(WatchLine::from(event)),
-        Err(error) => match serde_json::from_str::<Status>(line) {
-            Ok(status) => Err(kube::Error::Api(status.boxed())),
-            Err(_) => Err(kube::Error::SerdeError(error)),
-        },
-    })
 }
 
 /// A watch response with a stall detector that costs a clock read per line, not a timer.
@@ -620,53 +597,6 @@ async fn next_line(stream: &mut WatchStream, nothing_read: bool) -> Option<Line>
     }
 }
 
-type Decoded = kube::Result<WatchLine>;
-
-/// A watch line as the driver needs it. The decoded object (over a kilobyte with the metadata
-/// kube's traits ask for) becomes its counting view at once, so only that (a third of the
-/// size) travels on.
-// Objects are nearly every line: boxing them would allocate per update (as `Signal`).
-#[allow(clippy::large_enum_variant)]
-enum WatchLine {
-    Object {
-        deleted: bool,
-        event: Result<Observation, Malformed>,
-        resource_version: Option<String>,
-    },
-    Bookmark {
-        resource_version: String,
-        ends_list: bool,
-    },
-    Error(Box<Status>),
-}
-
-impl From<WatchEvent<SlimEvent>> for WatchLine {
-    fn from(event: WatchEvent<SlimEvent>) -> Self {
-        let (deleted, mut event) = match event {
-            WatchEvent::Added(event) | WatchEvent::Modified(event) => (false, event),
-            WatchEvent::Deleted(event) => (true, event),
-            WatchEvent::Bookmark(bookmark) => {
-                let ends_list = bookmark
-                    .metadata
-                    .annotations
-                    .get(INITIAL_EVENTS_END)
-                    .is_some_and(|value| value == "true");
-                return WatchLine::Bookmark {
-                    resource_version: bookmark.metadata.resource_version,
-                    ends_list,
-                };
-            }
-            WatchEvent::Error(status) => return WatchLine::Error(status),
-        };
-        let resource_version = event.take_resource_version();
-        WatchLine::Object {
-            deleted,
-            event: event.into_observation(),
-            resource_version,
-        }
-    }
-}
-
 #[allow(clippy::large_enum_variant)] // moved straight on, as `WatchLine`
 enum Line {
     Read(Decoded),
@@ -690,9 +620,6 @@ async fn refused(
     });
     Err(kube::Error::Api(status.boxed()))
 }
-
-/// The annotation on the BOOKMARK that ends a streaming list's initial events.
-const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// A server without the WatchList feature gate (1.27–1.31 by default, 1.33, aggregated API
 /// servers) answers a streaming list with 422 Invalid: "sendInitialEvents is forbidden for watch

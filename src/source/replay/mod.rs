@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::debug;
 
-use super::{Delivery, Malformed, Signal, SlimEvent};
+use super::event::{EventFields, Lenient, Text, is_event, observe};
+use super::{Delivery, Malformed, Signal};
 use crate::ledger::WatchId;
 use json::{JsonValues, Split};
 use yaml::{Piece, YamlPieces};
@@ -136,8 +137,8 @@ impl ReplayInput {
                         }
                         Split::Item { offset, bytes } => {
                             let position = format!("byte {offset}");
-                            match serde_json::from_slice::<SlimEvent>(&bytes) {
-                                Ok(event) => emit_event(event, Delivery::Applied, &position, emit),
+                            match serde_json::from_slice::<Lenient<EventFields<Text>>>(&bytes) {
+                                Ok(event) => emit_event(&event, Delivery::Applied, &position, emit),
                                 Err(error) => emit(unreadable(position, error.to_string())),
                             }
                         }
@@ -161,9 +162,9 @@ impl ReplayInput {
                         }
                         Piece::Item { line, text } => {
                             let position = format!("line {line}");
-                            match parse_yaml::<Vec<SlimEvent>>(&text) {
+                            match parse_yaml::<Vec<Lenient<EventFields<String>>>>(&text) {
                                 Ok(events) => {
-                                    for event in events {
+                                    for event in &events {
                                         emit_event(event, Delivery::Applied, &position, emit);
                                     }
                                 }
@@ -294,18 +295,23 @@ fn emit_value(value: Value, position: &str, emit: &mut dyn FnMut(Signal)) {
 }
 
 fn emit_object(object: Value, delivery: Delivery, position: &str, emit: &mut dyn FnMut(Signal)) {
-    match SlimEvent::deserialize(object) {
-        Ok(event) => emit_event(event, delivery, position, emit),
+    match Lenient::<EventFields<String>>::deserialize(object) {
+        Ok(event) => emit_event(&event, delivery, position, emit),
         Err(error) => emit(unreadable(position.to_owned(), error.to_string())),
     }
 }
 
-fn emit_event(event: SlimEvent, delivery: Delivery, position: &str, emit: &mut dyn FnMut(Signal)) {
-    if !event.is_event() {
+fn emit_event<S: AsRef<str>>(
+    event: &Lenient<EventFields<S>>,
+    delivery: Delivery,
+    position: &str,
+    emit: &mut dyn FnMut(Signal),
+) {
+    if !is_event(event) {
         debug!(position, "skipped an object that is not an Event");
         return;
     }
-    let event = event.into_observation().map_err(|mut malformed| {
+    let event = observe(event).map_err(|mut malformed| {
         malformed.position = Some(position.to_owned());
         malformed
     });
