@@ -25,22 +25,40 @@ impl UidKey {
 
 fn parse_uuid(text: &str) -> Option<u128> {
     let bytes = text.as_bytes();
-    if bytes.len() != 36 {
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&dash| bytes[dash] != b'-') {
         return None;
     }
-    let mut value: u128 = 0;
-    for (position, &byte) in bytes.iter().enumerate() {
-        if matches!(position, 8 | 13 | 18 | 23) {
-            if byte != b'-' {
+    // Two halves of 16 digits each, in u64s: this runs for every update.
+    let digits = |range: std::ops::Range<usize>, mut value: u64| {
+        for &byte in &bytes[range] {
+            let digit = HEX_DIGIT[usize::from(byte)];
+            if digit > 15 {
                 return None;
             }
-            continue;
+            value = (value << 4) | u64::from(digit);
         }
-        let digit = (byte as char).to_digit(16)?;
-        value = (value << 4) | u128::from(digit);
-    }
-    Some(value)
+        Some(value)
+    };
+    let high = digits(14..18, digits(9..13, digits(0..8, 0)?)?)?;
+    let low = digits(24..36, digits(19..23, 0)?)?;
+    Some((u128::from(high) << 64) | u128::from(low))
 }
+
+/// Each byte's value as a hexadecimal digit, or 255.
+const HEX_DIGIT: [u8; 256] = {
+    let mut table = [255u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = match byte as u8 {
+            digit @ b'0'..=b'9' => digit - b'0',
+            letter @ b'a'..=b'f' => letter - b'a' + 10,
+            letter @ b'A'..=b'F' => letter - b'A' + 10,
+            _ => 255,
+        };
+        byte += 1;
+    }
+    table
+};
 
 /// FNV-1a, 128-bit: stable across builds and releases, unlike `DefaultHasher`, so a key computed
 /// today matches one in a state file written by an older binary.
@@ -534,6 +552,23 @@ mod tests {
         // 36 characters but not hex: hashed, not rejected.
         let long = "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz";
         assert_eq!(UidKey::from_uid(long), UidKey(fnv1a_128(long.as_bytes())));
+        let dash_moved = "e5c0312633-b9-4559-9585-5e82adcd96b0";
+        assert_eq!(
+            UidKey::from_uid(dash_moved),
+            UidKey(fnv1a_128(dash_moved.as_bytes()))
+        );
+    }
+
+    proptest::proptest! {
+        /// State files written by older binaries hold these keys: a UUID, in either case, is its
+        /// 128 bits exactly.
+        #[test]
+        fn a_uuid_is_its_128_bits(value: u128, upper: bool) {
+            let hex = format!("{value:032x}");
+            let text = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+            let text = if upper { text.to_uppercase() } else { text };
+            proptest::prop_assert_eq!(UidKey::from_uid(&text), UidKey(value));
+        }
     }
 
     #[test]
