@@ -7,6 +7,7 @@
 //!     KEM_EVENTS=100000 KEM_UPDATES=500000 KEM_SERIES=100000 cargo bench --bench end_to_end
 //!     KEM_LIST=paginated cargo bench --bench end_to_end
 //!     KEM_TLS=1 cargo bench --bench end_to_end           # the API server over TLS
+//!     KEM_BURST=100 cargo bench --bench end_to_end       # paced updates written 100 at a time
 //!
 //! Prints one line per figure; BENCHMARKS.md records them.
 
@@ -41,6 +42,8 @@ struct Load {
     events: usize,
     updates: usize,
     series: usize,
+    /// Updates per write in the paced phases: 1 is an API server flushing each event alone.
+    burst: u64,
 }
 
 /// One Event as the API server would write it: a realistic size, with the fields we ignore.
@@ -164,13 +167,17 @@ fn handle(
                     }
                     notified.await;
                 }
-                let mut ticks = tokio::time::interval(Duration::from_secs(1) / *rate as u32);
-                for _ in 0..rate * PACED_SECONDS {
+                let burst = load.burst.clamp(1, *rate);
+                let mut ticks =
+                    tokio::time::interval(Duration::from_secs(1) * burst as u32 / *rate as u32);
+                for _ in 0..rate * PACED_SECONDS / burst {
                     ticks.tick().await;
-                    let mut line = String::with_capacity(1200);
-                    watch_line(&mut line, load, next_update);
-                    next_update += 1;
-                    if sender.send(Bytes::from(line)).await.is_err() {
+                    let mut lines = String::with_capacity(1200 * burst as usize);
+                    for _ in 0..burst {
+                        watch_line(&mut lines, load, next_update);
+                        next_update += 1;
+                    }
+                    if sender.send(Bytes::from(lines)).await.is_err() {
                         return;
                     }
                 }
@@ -388,6 +395,7 @@ async fn main() {
         events: env("KEM_EVENTS", 1_000_000),
         updates: env("KEM_UPDATES", 2_000_000),
         series: env("KEM_SERIES", 10_000),
+        burst: env("KEM_BURST", 1) as u64,
     };
     // Unset: the exporter's default (auto), and a flag an older binary (KEM_EXPORTER) lacks.
     let list_mode = std::env::var("KEM_LIST").ok();
@@ -573,7 +581,8 @@ async fn main() {
         let cpu = cpu_seconds(pid) - cpu_before;
         let counted = watch_updates(addr).await;
         println!(
-            "paced at {rate} updates/s for {PACED_SECONDS} s ({} counted of {}): {:.2} CPU-s per 10,000 updates, {:.1} µs per update, {:.2}% of a core",
+            "paced at {rate} updates/s for {PACED_SECONDS} s, {} per write ({} counted of {}): {:.2} CPU-s per 10,000 updates, {:.1} µs per update, {:.2}% of a core",
+            load.burst.clamp(1, *rate),
             counted,
             expected,
             cpu * 10_000.0 / (rate * PACED_SECONDS) as f64,
